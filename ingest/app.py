@@ -1,0 +1,143 @@
+"""HTTP API of the ingest service: `POST /v1/uploads`, health, readiness and Prometheus metrics."""
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import ConnectionPool
+
+from ingest import metrics
+from ingest.devices import Device, authenticate
+from ingest.parsers import FORMATS
+from ingest.publisher import Publisher
+from ingest.uploads import Upload, UploadResult, handle_upload
+from respmon.settings import Settings, get_settings
+
+log = logging.getLogger("respmon.ingest")
+
+ACCEPTED_TYPES = {
+    "application/json", "application/fhir+json", "text/csv", "text/plain",
+    "application/octet-stream", "application/edf",
+}
+
+
+def _error(status: int, error: str, reason: str, **extra: object) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": error, "reason": reason, **extra}, status_code=status, headers=headers)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    pool = ConnectionPool(settings.database_url, min_size=1, max_size=8, open=False,
+                          kwargs={"autocommit": True})
+    state: dict[str, Publisher] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pool.open(wait=True, timeout=30)
+        state["publisher"] = await run_in_threadpool(Publisher, settings)
+        yield
+        state["publisher"].close()
+        pool.close()
+
+    app = FastAPI(title="respmon ingest", version="1", lifespan=lifespan)
+
+    def _device(authorization: str | None) -> Device | None:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            return None
+        with pool.connection() as conn:
+            return authenticate(conn, authorization[7:].strip())
+
+    @app.post("/v1/uploads")
+    async def upload(
+        request: Request,
+        authorization: str | None = Header(default=None),
+        content_type: str | None = Header(default=None),
+        idempotency_key: str | None = Header(default=None, max_length=200),
+        x_filename: str | None = Header(default=None, max_length=255),
+        fmt: str | None = Query(default=None, alias="format", description="override format detection"),
+        filename: str | None = Query(default=None, max_length=255),
+    ) -> JSONResponse:
+        device = await run_in_threadpool(_device, authorization)
+        if device is None:
+            metrics.UPLOADS.labels("unknown", "unauthorized").inc()
+            return _error(401, "unauthorized", "missing or unknown device token")
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > settings.max_upload_bytes:
+            metrics.UPLOADS.labels("unknown", "too_large").inc()
+            return _error(413, "too_large", f"upload exceeds {settings.max_upload_bytes} bytes")
+        media = (content_type or "").split(";")[0].strip().lower()
+        if media not in ACCEPTED_TYPES:
+            metrics.UPLOADS.labels("unknown", "unsupported_media").inc()
+            return _error(415, "unsupported_media_type", f"content type {media or 'missing'!r} not accepted",
+                          accepted=sorted(ACCEPTED_TYPES))
+        if fmt is not None and fmt not in FORMATS:
+            return _error(422, "invalid_format", f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+        body = await _read_limited(request, settings.max_upload_bytes)
+        if body is None:
+            metrics.UPLOADS.labels("unknown", "too_large").inc()
+            return _error(413, "too_large", f"upload exceeds {settings.max_upload_bytes} bytes")
+        if not body:
+            return _error(422, "empty_upload", "the upload body is empty")
+        name = _safe_filename(filename or x_filename)
+        started = time.perf_counter()
+        try:
+            result: UploadResult = await run_in_threadpool(
+                handle_upload, pool, state["publisher"],
+                Upload(device, body, media, name, fmt, idempotency_key),
+            )
+        except Exception as error:  # Kafka or PostgreSQL unavailable: the device retries later
+            log.error("upload failed", extra={"device_id": device.device_id, "error": type(error).__name__})
+            metrics.UPLOADS.labels(fmt or "unknown", "unavailable").inc()
+            return _error(503, "unavailable", "the service cannot store uploads right now; retry later")
+        metrics.UPLOADS.labels(result.fmt, result.outcome).inc()
+        if result.outcome == "accepted":
+            metrics.UPLOAD_BYTES.observe(len(body))
+            metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        elif result.outcome == "rejected":
+            metrics.PARSE_FAILURES.labels(result.fmt).inc()
+        return JSONResponse(result.body, status_code=result.status)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        try:
+            with pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except Exception:
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | None:
+    """Read the body but stop at `limit` bytes, whatever Content-Length claimed (None = too large)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _safe_filename(name: str | None) -> str | None:
+    """Keep only the base name: a file name is a format hint, never a path on this server."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return base if base not in ("", ".", "..") else None

@@ -1,0 +1,19 @@
+"""The single exception every parser raises for bad input."""
+
+from __future__ import annotations
+
+
+class ParseError(ValueError):
+    """Clear, one-line error about an uploaded file.
+
+    ``str(e) == f"{file}: {where}: {reason}"`` (``where`` such as ``line 12``, ``signal SpO2.1s``,
+    ``byte 40``; omitted when it does not apply). Messages never carry measured values or
+    identifiers, so they can be logged and shown to uploaders safely.
+    """
+
+    def __init__(self, file: str, reason: str, where: str | None = None) -> None:
+        self.file = file
+        self.reason = reason
+        self.where = where
+        text = f"{file}: {where}: {reason}" if where else f"{file}: {reason}"
+        super().__init__(" ".join(text.split()))

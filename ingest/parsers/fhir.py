@@ -1,0 +1,255 @@
+"""FHIR R4 Bundle of Observations (validated with fhir.resources.R4B) to canonical records.
+
+* Spirometry codes grouped by (subject, effective time, posture) -> one SpirometrySession.
+* SpO2 / pulse as ``valueSampledData`` (period in ms, ``E``/``L``/``U`` = no reading) -> OximetryNight.
+* NIV codes (AHI, resp rate, local ``usage_hours``/``leak_p95``) grouped -> NivNight when usage is given.
+Everything not used is listed in ``ctx.notes`` (entry number and code only), never silently dropped;
+a bundle with no usable observation is a ParseError.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from ingest.parsers.common import MAX_SAMPLES, Context, build, clean_pulse, clean_spo2, localize, validation_reason
+from ingest.parsers.jsonfile import load_json
+from schemas import NivNight, OximetryNight, SpirometrySession
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+LOCAL = "urn:respmon:code"
+BODY_POSITION = "http://hl7.org/fhir/StructureDefinition/observation-bodyPosition"
+POSTURES = {"40199007": "supine", "33586001": "sitting"}
+SKIP_STATUS = {"entered-in-error", "cancelled", "registered"}
+
+L = {"L": 1.0, "l": 1.0, "mL": 0.001, "ml": 0.001}
+PCT = {"%": 1.0}
+CMH2O = {"cm[H2O]": 1.0, "cmH2O": 1.0, "cm H2O": 1.0, "kPa": 10.197}
+LPM = {"L/min": 1.0, "l/min": 1.0, "L/s": 60.0, "l/s": 60.0}
+PER_MIN = {"/min": 1.0, "{beats}/min": 1.0, "{breaths}/min": 1.0, "bpm": 1.0, "beats/min": 1.0, "breaths/min": 1.0}
+PER_H = {"/h": 1.0, "{events}/h": 1.0, "events/h": 1.0, "{#}/h": 1.0}
+HOURS = {"h": 1.0, "hr": 1.0, "hours": 1.0}
+
+
+@dataclass(frozen=True)
+class Code:
+    """Where a coded value goes: record kind, field, accepted units (to canonical factor), label."""
+
+    kind: str
+    field: str
+    units: dict[str, float]
+    label: str
+
+
+CODES: dict[tuple[str, str], Code] = {
+    (LOINC, "19870-5"): Code("spirometry", "fvc_l", L, "FVC"),
+    (LOINC, "19868-9"): Code("spirometry", "fvc_l", L, "FVC"),
+    (LOINC, "19872-1"): Code("spirometry", "fvc_pct_pred", PCT, "FVC % predicted"),
+    (LOINC, "20150-9"): Code("spirometry", "fev1_l", L, "FEV1"),
+    (LOINC, "19867-1"): Code("spirometry", "svc_l", L, "VC"),
+    (LOINC, "19866-3"): Code("spirometry", "svc_l", L, "VC"),
+    (SNOMED, "27913002"): Code("spirometry", "mip_cmh2o", CMH2O, "MIP"),
+    (LOCAL, "mep"): Code("spirometry", "mep_cmh2o", CMH2O, "MEP"),
+    (LOCAL, "snip"): Code("spirometry", "snip_cmh2o", CMH2O, "SNIP"),
+    (LOCAL, "pcf"): Code("spirometry", "pcf_lpm", LPM, "PCF"),
+    (LOINC, "59408-5"): Code("oximetry", "spo2", PCT, "SpO2"),
+    (LOINC, "8889-8"): Code("oximetry", "pulse", PER_MIN, "pulse"),
+    (LOINC, "9279-1"): Code("niv", "resp_rate", PER_MIN, "respiratory rate"),
+    (LOINC, "69990-0"): Code("niv", "ahi", PER_H, "AHI"),
+    (LOCAL, "usage_hours"): Code("niv", "usage_hours", HOURS, "NIV usage"),
+    (LOCAL, "leak_p95"): Code("niv", "leak_p95_lpm", LPM, "leak 95th percentile"),
+}
+
+GroupKey = tuple[str, str, datetime | date, str | None]
+
+
+def parse_fhir_bundle(data: bytes, ctx: Context) -> list[Any]:
+    bundle = _bundle(load_json(data, ctx), ctx)
+    full_urls = {e.fullUrl: e.resource for e in bundle.entry or [] if e.fullUrl and e.resource is not None}
+    groups: dict[GroupKey, dict[str, Any]] = defaultdict(dict)
+    for index, entry in enumerate(bundle.entry or []):
+        resource = entry.resource
+        kind = type(resource).__name__ if resource is not None else "empty"
+        if kind != "Observation":
+            if kind != "Patient":
+                ctx.notes.append(f"entry {index}: {kind} resource ignored")
+            continue
+        _collect(resource, index, full_urls, groups, ctx)
+    records = _records(groups, ctx)
+    if not records:
+        first = f" ({ctx.notes[0]})" if ctx.notes else ""
+        raise ctx.error(f"no usable observation in bundle{first}")
+    return records
+
+
+def _bundle(doc: Any, ctx: Context) -> Any:
+    from fhir.resources.R4B.bundle import Bundle  # slow import, only when a bundle arrives
+
+    if not isinstance(doc, dict) or doc.get("resourceType") != "Bundle":
+        raise ctx.error("not a FHIR Bundle (resourceType must be 'Bundle')")
+    try:
+        return Bundle.model_validate(doc)
+    except ValidationError as exc:
+        path, reason = validation_reason(exc)
+        raise ctx.error(reason, f"field {path}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise ctx.error(f"invalid FHIR Bundle ({type(exc).__name__})") from None
+
+
+def _collect(
+    obs: Any, index: int, full_urls: dict[str, Any], groups: dict[GroupKey, dict[str, Any]], ctx: Context
+) -> None:
+    """Add an Observation's value(s) and components to their group, or note why they are skipped."""
+    where = f"entry {index}"
+    if obs.status in SKIP_STATUS:
+        ctx.notes.append(f"{where}: status {obs.status} skipped")
+        return
+    pairs = [(obs.code, obs)] + [(c.code, c) for c in obs.component or []]
+    patient = _patient(obs, full_urls, ctx, where)
+    when = _effective(obs, ctx, where)
+    posture = _posture(obs)
+    for code_concept, holder in pairs:
+        code, label = _known(code_concept)
+        if code is None:
+            if holder is not obs or obs.valueQuantity is not None or obs.valueSampledData is not None:
+                ctx.notes.append(f"{where}: code {label} not supported (skipped)")
+            continue
+        value = _value(code, holder, ctx, where)
+        if value is None:
+            continue
+        key = (code.kind, patient, when, posture if code.kind == "spirometry" else None)
+        if code.field in groups[key]:
+            raise ctx.error(f"{code.label} given twice for the same subject and time", where)
+        groups[key][code.field] = value
+
+
+def _known(concept: Any) -> tuple[Code | None, str]:
+    codings = list(getattr(concept, "coding", None) or [])
+    for coding in codings:
+        found = CODES.get((coding.system or "", coding.code or ""))
+        if found:
+            return found, f"{coding.system}|{coding.code}"
+    label = f"{codings[0].system}|{codings[0].code}" if codings else "(no coding)"
+    return None, label
+
+
+def _patient(obs: Any, full_urls: dict[str, Any], ctx: Context, where: str) -> str:
+    """Patient id from `subject.reference` ('Patient/<id>', a URL ending so, or a bundle fullUrl)."""
+    reference = obs.subject.reference if obs.subject is not None else None
+    found: str | None = None
+    if reference:
+        if reference in full_urls and type(full_urls[reference]).__name__ == "Patient":
+            found = full_urls[reference].id
+        elif "Patient/" in reference:
+            found = reference.rsplit("Patient/", 1)[1].split("/", 1)[0]
+        else:
+            raise ctx.error("subject.reference is not a Patient reference", where)
+    return ctx.patient_for(found, where)
+
+
+def _effective(obs: Any, ctx: Context, where: str) -> datetime | date:
+    value = obs.effectiveDateTime or obs.effectiveInstant
+    if value is None and obs.effectivePeriod is not None:
+        value = obs.effectivePeriod.start
+    if isinstance(value, datetime):
+        return localize(value, ctx.tz)
+    if isinstance(value, date):
+        return value
+    raise ctx.error("observation has no effective date/time", where)
+
+
+def _posture(obs: Any) -> str | None:
+    for ext in obs.extension or []:
+        if ext.url == BODY_POSITION and ext.valueCodeableConcept is not None:
+            for coding in ext.valueCodeableConcept.coding or []:
+                if coding.code in POSTURES:
+                    return POSTURES[coding.code]
+    return None
+
+
+def _value(code: Code, holder: Any, ctx: Context, where: str) -> Any:
+    """A canonical number, or a list of samples for sampled oximetry; spot oximetry is noted and skipped."""
+    sampled = getattr(holder, "valueSampledData", None)
+    quantity = getattr(holder, "valueQuantity", None)
+    if code.kind == "oximetry":
+        if sampled is None:
+            ctx.notes.append(f"{where}: spot {code.label} is not an overnight recording (skipped)")
+            return None
+        return _samples(sampled, code, ctx, where)
+    if quantity is None or quantity.value is None:
+        raise ctx.error(f"{code.label} needs a valueQuantity", where)
+    unit = quantity.code or quantity.unit
+    if unit is not None and unit not in code.units:
+        raise ctx.error(f"{code.label}: unit {unit!r} not supported", where)
+    return float(Decimal(quantity.value) * Decimal(str(code.units.get(unit or "", 1.0))))
+
+
+def _samples(sampled: Any, code: Code, ctx: Context, where: str) -> tuple[float, list[float | None]]:
+    """(interval s, samples) from SampledData; E/L/U codes and device no-reading codes -> None."""
+    period_ms = float(sampled.period or 0)
+    if not 0 < period_ms <= 60_000:
+        raise ctx.error(f"{code.label}: SampledData period must be 0-60000 ms", where)
+    factor = float(sampled.factor or 1)
+    origin = float(sampled.origin.value or 0) if sampled.origin is not None else 0.0
+    tokens = (sampled.data or "").split()
+    if len(tokens) > MAX_SAMPLES:
+        raise ctx.error(f"{code.label}: more than {MAX_SAMPLES} samples", where)
+    clean = clean_spo2 if code.field == "spo2" else clean_pulse
+    values: list[float | None] = []
+    for token in tokens:
+        if token in {"E", "L", "U"}:
+            values.append(None)
+            continue
+        try:
+            values.append(clean(round(origin + float(token) * factor, 2)))
+        except ValueError:
+            raise ctx.error(f"{code.label}: SampledData holds a non-number", where) from None
+    return period_ms / 1000, values
+
+
+def _records(groups: dict[GroupKey, dict[str, Any]], ctx: Context) -> list[Any]:
+    records: list[Any] = []
+    for (kind, patient, when, posture), fields in groups.items():
+        at = when if isinstance(when, datetime) else datetime.combine(when, time(), ctx.tz)
+        stamp = f"observations of {at.isoformat()}"
+        if kind == "spirometry":
+            values = dict(fields, patient_id=patient, taken_at=at, source="fhir")
+            if posture:
+                values["posture"] = posture
+            records.append(build(SpirometrySession, values, ctx, stamp))
+        elif kind == "oximetry":
+            records.append(_oximetry(patient, at, fields, ctx, stamp))
+        elif "usage_hours" not in fields:
+            ctx.notes.append(f"{stamp}: NIV values without usage_hours cannot form a NIV night (skipped)")
+        else:
+            night = when - timedelta(hours=12) if isinstance(when, datetime) else when
+            night_date = night.date() if isinstance(night, datetime) else night
+            values = dict(fields, patient_id=patient, night_date=night_date, source="fhir")
+            records.append(build(NivNight, values, ctx, stamp))
+    return records
+
+
+def _oximetry(patient: str, start: datetime, fields: dict[str, Any], ctx: Context, stamp: str) -> OximetryNight:
+    if "spo2" not in fields:
+        raise ctx.error("sampled pulse without sampled SpO2", stamp)
+    interval, spo2 = fields["spo2"]
+    pulse_interval, pulse = fields.get("pulse", (interval, [None] * len(spo2)))
+    if pulse_interval != interval or len(pulse) != len(spo2):
+        raise ctx.error("sampled SpO2 and pulse differ in period or length", stamp)
+    if not any(v is not None for v in spo2):
+        raise ctx.error("no valid SpO2 samples", stamp)
+    values = {
+        "patient_id": patient,
+        "start": start,
+        "interval_s": interval,
+        "spo2": spo2,
+        "pulse": pulse,
+        "source": "fhir",
+    }
+    return build(OximetryNight, values, ctx, stamp)

@@ -1,0 +1,196 @@
+"""Our own CSV layouts: spirometry sessions, NIV nights and generic oximetry (`timestamp,spo2,pulse`).
+
+Errors name the line (1 = header) and the column, never the cell's value.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ingest.parsers.common import (
+    MAX_SAMPLES,
+    Context,
+    build,
+    clean_pulse,
+    clean_spo2,
+    decode_text,
+    grid_slots,
+    infer_interval,
+    localize,
+    parse_float,
+    require_valid_spo2,
+    spread,
+    validation_reason,
+)
+from schemas import NivNight, OximetryNight, SpirometrySession
+
+SPIRO_REQUIRED = ("patient_id", "taken_at")
+SPIRO_NUMBERS = (
+    "fvc_l", "fvc_pct_pred", "fev1_l", "svc_l", "mip_cmh2o", "mep_cmh2o", "snip_cmh2o", "pcf_lpm",
+    "age_years", "height_cm",
+)  # fmt: skip
+SPIRO_TEXT = ("posture", "sex", "grade", "source", "pcf_assisted")
+NIV_REQUIRED = ("patient_id", "night_date", "usage_hours")
+NIV_NUMBERS = (
+    "usage_hours", "leak_p50_lpm", "leak_p95_lpm", "ahi", "resp_rate", "tidal_volume_ml", "minute_vent_lpm",
+    "spo2_mean", "spo2_t90_pct", "pct_spont_triggered", "mask_sessions",
+)  # fmt: skip
+NIV_TEXT = ("leak_kind", "source", "device_model")
+OXI_COLUMNS = ("timestamp", "spo2", "pulse")
+
+
+def header_of(text: str) -> list[str]:
+    """First line's column names, for format detection."""
+    first = text.lstrip("\ufeff").split("\n", 1)[0]
+    return [c.strip().lower() for c in first.split(",")]
+
+
+def _table(data: bytes, ctx: Context) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header (lower-cased) and non-blank rows with 1-based line numbers."""
+    reader = csv.reader(io.StringIO(decode_text(data, ctx)))
+    rows = []
+    try:
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                rows.append((reader.line_num, [c.strip() for c in cells]))
+    except csv.Error as exc:
+        raise ctx.error(f"malformed CSV ({exc})", f"line {reader.line_num}") from None
+    if not rows:
+        raise ctx.error("empty file")
+    header = [c.lower() for c in rows[0][1]]
+    if len(set(header)) != len(header):
+        raise ctx.error("wrong header: duplicate column names", "line 1")
+    return header, rows[1:]
+
+
+def _check_header(header: list[str], required: tuple[str, ...], allowed: set[str], ctx: Context) -> None:
+    for column in required:
+        if column not in header:
+            raise ctx.error(f"wrong header: required column {column!r} missing", "line 1")
+    for column in header:
+        if column not in allowed:
+            raise ctx.error(f"wrong header: unknown column {column!r}", "line 1")
+
+
+def _row_dict(header: list[str], cells: list[str], line: int, ctx: Context) -> dict[str, str]:
+    if len(cells) != len(header):
+        raise ctx.error(f"expected {len(header)} columns, found {len(cells)}", f"line {line}")
+    return dict(zip(header, cells, strict=True))
+
+
+def _datetime(cell: str, ctx: Context, line: int, column: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(cell.replace("Z", "+00:00") if cell.endswith("Z") else cell)
+    except ValueError:
+        raise ctx.error(f"column {column}: not an ISO 8601 date-time", f"line {line}") from None
+    return localize(value, ctx.tz)
+
+
+def _record(model: type[BaseModel], values: dict[str, Any], line: int, ctx: Context) -> Any:
+    """Validate a row; the error names the CSV column rather than the model field path."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        path, reason = validation_reason(exc)
+        raise ctx.error(f"column {path}: {reason}", f"line {line}") from None
+
+
+def _rows_to_records(
+    data: bytes,
+    ctx: Context,
+    required: tuple[str, ...],
+    allowed: set[str],
+    convert: Callable[[dict[str, str], int], dict[str, Any]],
+    model: type[BaseModel],
+    source: str,
+) -> list[Any]:
+    header, rows = _table(data, ctx)
+    _check_header(header, required, allowed, ctx)
+    records = []
+    for line, cells in rows:
+        row = _row_dict(header, cells, line, ctx)
+        values = convert(row, line)
+        values["patient_id"] = ctx.patient_for(row.get("patient_id"), f"line {line}")
+        values.setdefault("source", source)
+        records.append(_record(model, values, line, ctx))
+    return records
+
+
+def parse_spirometry_csv(data: bytes, ctx: Context) -> list[SpirometrySession]:
+    """One session per row; measures after taken_at optional, MIP negative or magnitude."""
+
+    def convert(row: dict[str, str], line: int) -> dict[str, Any]:
+        values: dict[str, Any] = {"taken_at": _datetime(row["taken_at"], ctx, line, "taken_at")}
+        for column in SPIRO_NUMBERS:
+            if column in row:
+                values[column] = parse_float(row[column], ctx, f"line {line}", column)
+        for column in SPIRO_TEXT:
+            if row.get(column):
+                values[column] = row[column].lower() if column != "grade" else row[column].upper()
+        if "pcf_assisted" in values:
+            values["pcf_assisted"] = values["pcf_assisted"] in {"true", "1", "yes", "y"}
+        return values
+
+    allowed = set(SPIRO_REQUIRED) | set(SPIRO_NUMBERS) | set(SPIRO_TEXT)
+    return _rows_to_records(data, ctx, SPIRO_REQUIRED, allowed, convert, SpirometrySession, "spirometry_csv")
+
+
+def parse_niv_csv(data: bytes, ctx: Context) -> list[NivNight]:
+    """One NIV night per row (e.g. exported from AirView or a ventilator's software)."""
+
+    def convert(row: dict[str, str], line: int) -> dict[str, Any]:
+        try:
+            night = date.fromisoformat(row["night_date"])
+        except ValueError:
+            raise ctx.error("column night_date: not an ISO 8601 date", f"line {line}") from None
+        values: dict[str, Any] = {"night_date": night}
+        for column in NIV_NUMBERS:
+            if column in row:
+                values[column] = parse_float(row[column], ctx, f"line {line}", column)
+        if values.get("mask_sessions") is not None:
+            count = values["mask_sessions"]
+            if count != int(count):
+                raise ctx.error("column mask_sessions: not a whole number", f"line {line}")
+            values["mask_sessions"] = int(count)
+        for column in NIV_TEXT:
+            if row.get(column):
+                values[column] = row[column]
+        return values
+
+    allowed = set(NIV_REQUIRED) | set(NIV_NUMBERS) | set(NIV_TEXT)
+    return _rows_to_records(data, ctx, NIV_REQUIRED, allowed, convert, NivNight, "niv_csv")
+
+
+def parse_oximetry_csv(data: bytes, ctx: Context) -> list[OximetryNight]:
+    """`timestamp,spo2,pulse` at any fixed rate; gaps of whole intervals become None samples."""
+    patient_id = ctx.require_patient("oximetry_csv")
+    header, rows = _table(data, ctx)
+    _check_header(header, OXI_COLUMNS, set(OXI_COLUMNS), ctx)
+    if len(rows) > MAX_SAMPLES:
+        raise ctx.error(f"recording longer than {MAX_SAMPLES} samples")
+    times, lines, spo2, pulse = [], [], [], []
+    for line, cells in rows:
+        row = _row_dict(header, cells, line, ctx)
+        times.append(_datetime(row["timestamp"], ctx, line, "timestamp"))
+        lines.append(line)
+        spo2.append(clean_spo2(parse_float(row["spo2"], ctx, f"line {line}", "spo2")))
+        pulse.append(clean_pulse(parse_float(row["pulse"], ctx, f"line {line}", "pulse")))
+    seconds = [(t - times[0]).total_seconds() for t in times]
+    interval = infer_interval(seconds, ctx, lines)
+    slots = grid_slots(seconds, interval, ctx, lines)
+    require_valid_spo2(spo2, ctx)
+    values = {
+        "patient_id": patient_id,
+        "start": times[0],
+        "interval_s": interval,
+        "spo2": spread(spo2, slots, slots[-1] + 1),
+        "pulse": spread(pulse, slots, slots[-1] + 1),
+        "source": "oximetry_csv",
+    }
+    return [build(OximetryNight, values, ctx, None)]

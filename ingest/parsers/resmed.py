@@ -1,0 +1,491 @@
+"""ResMed SD card (AirSense/AirCurve 10 and 11): STR daily summaries, PLD, SAD/SA2 and EVE/CSL files.
+
+Decoding is done by edfio, after our own header check (so truncation gives a clear message)
+and an in-memory header patch: AirSense/AirCurve 10 write a raw UTF-8 "°C" in physical-dimension
+fields, which is not EDF ASCII. edfio 0.4.18 tolerates it by replacing characters, but other
+readers and future edfio versions may refuse it, so we rewrite ``°C`` as ``degC`` (same byte
+length) and any other non-ASCII header byte as ``?`` before handing the bytes to edfio.
+
+Missing values are the *digital* value -1 (physical -1 x gain), so every check below looks at
+digital values, never at a physical threshold. Signals are always looked up by label.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import edfio
+import numpy as np
+
+from ingest.parsers.common import Context, build, clean_pulse, clean_spo2
+from ingest.parsers.errors import ParseError
+from schemas import NivNight, OximetryNight
+
+EPOCH = date(1970, 1, 1)
+MISSING = -1
+SESSION_TYPES = {
+    "PLD": "resmed_pld",
+    "SAD": "resmed_sad",
+    "SA2": "resmed_sad",
+    "EVE": "resmed_eve",
+    "CSL": "resmed_eve",
+}
+EVENT_TYPES = ("Obstructive Apnea", "Central Apnea", "Hypopnea", "Apnea")
+NOT_EVENTS = {"Recording starts", "Recording resumes", ""}
+PLD_MIN_BREATHING_S = 600
+"""A PLD session needs 10 min with breaths detected before its medians say anything about a night."""
+
+
+@dataclass(frozen=True)
+class EdfHeader:
+    """The fixed part of an EDF header, read by us to validate sizes before edfio sees the bytes."""
+
+    header_bytes: int
+    num_records: int
+    record_duration: float
+    labels: tuple[str, ...]
+    samples_per_record: tuple[int, ...]
+    reserved: str
+
+    @property
+    def record_bytes(self) -> int:
+        return 2 * sum(self.samples_per_record)
+
+
+def _ascii_int(raw: bytes, ctx: Context, what: str, offset: int) -> int:
+    try:
+        return int(raw.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise ctx.error(f"EDF header field '{what}' is not an integer", f"byte {offset}") from None
+
+
+def read_header(data: bytes, ctx: Context) -> EdfHeader:
+    """Parse and size-check the EDF header (truncation and corruption give a named reason)."""
+    if len(data) < 256:
+        raise ctx.error(f"truncated EDF: {len(data)} bytes, the fixed header alone is 256")
+    if data[:8] != b"0       ":
+        raise ctx.error("not an EDF file (version field is not '0')", "byte 0")
+    header_bytes = _ascii_int(data[184:192], ctx, "header bytes", 184)
+    num_records = _ascii_int(data[236:244], ctx, "number of data records", 236)
+    num_signals = _ascii_int(data[252:256], ctx, "number of signals", 252)
+    if not 0 < num_signals <= 512 or header_bytes != 256 * (num_signals + 1):
+        raise ctx.error("inconsistent EDF header (signal count and header size disagree)", "byte 184")
+    if len(data) < header_bytes:
+        raise ctx.error(f"truncated EDF: header needs {header_bytes} bytes, file has {len(data)}")
+    try:
+        duration = float(data[244:252].decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise ctx.error("EDF header field 'data record duration' is not a number", "byte 244") from None
+    if not 0 <= duration <= 86400 * 7:
+        raise ctx.error("EDF data record duration out of range", "byte 244")
+    labels = tuple(
+        data[256 + 16 * i : 256 + 16 * (i + 1)].decode("ascii", "replace").strip() for i in range(num_signals)
+    )
+    base = 256 + num_signals * 216
+    samples = tuple(
+        _ascii_int(data[base + 8 * i : base + 8 * (i + 1)], ctx, "samples per record", base + 8 * i)
+        for i in range(num_signals)
+    )
+    if any(n < 0 or n > 10_000_000 for n in samples):
+        raise ctx.error("EDF samples per record out of range", f"byte {base}")
+    reserved = data[192:236].decode("ascii", "replace").strip()
+    return EdfHeader(header_bytes, num_records, duration, labels, samples, reserved)
+
+
+def _checked_records(header: EdfHeader, data: bytes, ctx: Context) -> int:
+    """Number of complete data records; -1 in the header (seen on real cards) means 'count them'."""
+    available = len(data) - header.header_bytes
+    if header.record_bytes == 0:
+        raise ctx.error("EDF declares no samples at all")
+    if header.num_records == MISSING:
+        return available // header.record_bytes
+    if header.num_records < 0:
+        raise ctx.error("negative number of data records", "byte 236")
+    needed = header.num_records * header.record_bytes
+    if available < needed:
+        raise ctx.error(
+            f"truncated EDF: header declares {header.num_records} data records "
+            f"({needed} bytes) but only {available} bytes of data follow"
+        )
+    return header.num_records
+
+
+def patch_header(data: bytes, header: EdfHeader, num_records: int) -> bytes:
+    """ASCII-only header with an exact record count, data cut to whole records (see module doc)."""
+    head = data[: header.header_bytes].replace("\u00b0C".encode() + b" ", b"degC")
+    head = re.sub(rb"[^\x20-\x7e]", b"?", head)
+    head = head[:236] + str(num_records).encode().ljust(8) + head[244:]
+    return head + data[header.header_bytes : header.header_bytes + num_records * header.record_bytes]
+
+
+def read_edf(data: bytes, ctx: Context) -> tuple[EdfHeader, edfio.Edf | None]:
+    """Validated, patched edfio object; None when the file holds no data records (not an error)."""
+    header = read_header(data, ctx)
+    num_records = _checked_records(header, data, ctx)
+    if num_records == 0:
+        return header, None
+    patched = patch_header(data, header, num_records)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            edf = edfio.read_edf(patched, lazy_load_data=False)
+            _ = edf.starttime, edf.startdate
+    except Exception as exc:  # edfio is a third-party decoder fed untrusted bytes: any failure = bad file
+        raise ctx.error(f"EDF could not be decoded ({type(exc).__name__}: {str(exc)[:120]})") from None
+    return header, edf
+
+
+def edf_start(edf: edfio.Edf, ctx: Context) -> datetime:
+    """Recording start from the header (trust it over the file name), in the patient's zone."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            start = datetime.combine(edf.startdate, edf.starttime)
+    except Exception as exc:  # malformed date/time fields surface lazily in edfio
+        raise ctx.error(f"EDF start date/time unreadable ({type(exc).__name__})", "byte 168") from None
+    return start.replace(tzinfo=ctx.tz)
+
+
+class Signals:
+    """Signals by label, as digital and physical arrays; -1 digital = missing."""
+
+    def __init__(self, edf: edfio.Edf, ctx: Context) -> None:
+        self._ctx = ctx
+        self._by_label: dict[str, Any] = {}
+        for signal in edf.signals:
+            self._by_label.setdefault(signal.label.strip(), signal)
+
+    def __contains__(self, label: str) -> bool:
+        return label in self._by_label
+
+    def arrays(self, label: str) -> tuple[np.ndarray, np.ndarray]:
+        """(digital, physical) arrays of a required signal."""
+        signal = self._by_label.get(label)
+        if signal is None:
+            raise self._ctx.error("required signal missing", f"signal {label}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return np.asarray(signal.digital), np.asarray(signal.data, dtype=float)
+        except Exception as exc:  # corrupt gain/offset fields
+            raise self._ctx.error(f"signal unreadable ({type(exc).__name__})", f"signal {label}") from None
+
+    def rate(self, label: str) -> float:
+        """Samples per second of a required signal (0 when the header says so)."""
+        if label not in self._by_label:
+            raise self._ctx.error("required signal missing", f"signal {label}")
+        return float(self._by_label[label].sampling_frequency)
+
+    def optional(self, label: str) -> tuple[np.ndarray, np.ndarray] | None:
+        return self.arrays(label) if label in self else None
+
+
+# ---------------------------------------------------------------- STR.edf
+
+
+def _day_value(arrays: tuple[np.ndarray, np.ndarray] | None, i: int, scale: float = 1.0) -> float | None:
+    """Physical value of day `i` of a once-a-day signal, None when -1 (missing) or absent."""
+    if arrays is None or i >= len(arrays[0]) or int(arrays[0][i]) == MISSING:
+        return None
+    return round(float(arrays[1][i]) * scale, 3)
+
+
+def _mask_sessions(sig: Signals, i: int, num_records: int) -> int | None:
+    """Mask-on periods that day: used MaskOn slots, else MaskEvents / 2 (one on + one off each)."""
+    mask_on = sig.optional("MaskOn")
+    if mask_on is not None and len(mask_on[0]) % num_records == 0:
+        slots = len(mask_on[0]) // num_records
+        return int(np.count_nonzero(mask_on[0][i * slots : (i + 1) * slots] != MISSING))
+    events = _day_value(sig.optional("MaskEvents"), i)
+    return None if events is None else int(events) // 2
+
+
+def parse_str(data: bytes, ctx: Context) -> list[NivNight]:
+    """One NivNight per STR day with usage > 0; night_date is the STR `Date` (noon to noon)."""
+    patient_id = ctx.require_patient("resmed_str")
+    header, edf = read_edf(data, ctx)
+    if edf is None:
+        return []
+    sig = Signals(edf, ctx)
+    days, duration = sig.arrays("Date"), sig.arrays("Duration")
+    n = len(duration[0])
+    if len(days[0]) != n:
+        raise ctx.error("Date and Duration signals have different lengths", "signal Date")
+    first_day = edf_start(edf, ctx).date()
+    columns = {label: sig.optional(label) for label in _STR_LABELS}
+    nights = []
+    for i in range(n):
+        minutes = int(duration[0][i])
+        if minutes <= 0:
+            continue
+        day_number = int(days[0][i])
+        night = EPOCH + timedelta(days=day_number) if day_number >= 0 else first_day + timedelta(days=i)
+        values = _str_values(columns, i)
+        values.update(
+            patient_id=patient_id,
+            night_date=night,
+            usage_hours=round(float(duration[1][i]) / 60, 3),
+            mask_sessions=_mask_sessions(sig, i, n),
+            source="resmed_str",
+            device_model=ctx.device_model,
+        )
+        nights.append(build(NivNight, values, ctx, f"night {night.isoformat()}"))
+    return nights
+
+
+_STR_LABELS = ("Leak.50", "Leak.95", "AHI", "RespRate.50", "TidVol.50", "MinVent.50", "SpO2.50", "SpontCyc%")
+
+
+def _str_values(columns: dict[str, tuple[np.ndarray, np.ndarray] | None], i: int) -> dict[str, Any]:
+    """STR columns to NivNight fields with unit conversion (L/s to L/min, L to mL).
+
+    `SpO2.50` (the device's nightly median) fills `spo2_mean`: ResMed reports no mean.
+    """
+    return {
+        "leak_p50_lpm": _day_value(columns["Leak.50"], i, 60),
+        "leak_p95_lpm": _day_value(columns["Leak.95"], i, 60),
+        "ahi": _day_value(columns["AHI"], i),
+        "resp_rate": _day_value(columns["RespRate.50"], i),
+        "tidal_volume_ml": _day_value(columns["TidVol.50"], i, 1000),
+        "minute_vent_lpm": _day_value(columns["MinVent.50"], i),
+        "spo2_mean": _day_value(columns["SpO2.50"], i),
+        "pct_spont_triggered": _day_value(columns["SpontCyc%"], i),
+    }
+
+
+# ---------------------------------------------------------------- PLD
+
+
+def _valid(arrays: tuple[np.ndarray, np.ndarray] | None, positive: bool = False) -> np.ndarray:
+    """Physical samples whose digital value is not -1 (and > 0 for breath-derived signals)."""
+    if arrays is None:
+        return np.empty(0)
+    keep = arrays[0] != MISSING
+    if positive:
+        keep &= arrays[1] > 0
+    return arrays[1][keep]
+
+
+def _stat(values: np.ndarray, q: float, scale: float = 1.0) -> float | None:
+    return None if values.size == 0 else round(float(np.percentile(values, q)) * scale, 2)
+
+
+def parse_pld(data: bytes, ctx: Context) -> list[NivNight]:
+    """A session summary (leak median/95th pct, median rate, Vt, MV) when the session is long enough.
+
+    Breath-derived medians only use samples with a breath detected (rate > 0); sessions with
+    under 10 min of breathing give no record rather than a misleading night.
+    """
+    patient_id = ctx.require_patient("resmed_pld")
+    header, edf = read_edf(data, ctx)
+    if edf is None:
+        return []
+    sig = Signals(edf, ctx)
+    leak = _valid(sig.arrays("Leak.2s"))
+    rate_arrays = sig.arrays("RespRate.2s")
+    rate = _valid(rate_arrays, positive=True)
+    fs = sig.rate("RespRate.2s") or 0.5
+    if rate.size / fs < PLD_MIN_BREATHING_S:
+        return []
+    start = edf_start(edf, ctx)
+    values = {
+        "patient_id": patient_id,
+        "night_date": (start - timedelta(hours=12)).date(),
+        "usage_hours": round(len(rate_arrays[0]) / fs / 3600, 3),
+        "leak_p50_lpm": _stat(leak, 50, 60),
+        "leak_p95_lpm": _stat(leak, 95, 60),
+        "resp_rate": _stat(rate, 50),
+        "tidal_volume_ml": _stat(_valid(sig.optional("TidVol.2s"), positive=True), 50, 1000),
+        "minute_vent_lpm": _stat(_valid(sig.optional("MinVent.2s"), positive=True), 50),
+        "mask_sessions": 1,
+        "source": "resmed_pld",
+        "device_model": ctx.device_model,
+    }
+    return [build(NivNight, values, ctx, None)]
+
+
+# ---------------------------------------------------------------- SAD / SA2
+
+
+def parse_sad(data: bytes, ctx: Context) -> list[OximetryNight]:
+    """1 Hz SpO2 and pulse recorded through the device's oximeter module (so on NIV).
+
+    SAD files are written every night, oximeter or not: all samples -1 means no oximeter and
+    yields no record (not an error).
+    """
+    patient_id = ctx.require_patient("resmed_sad")
+    header, edf = read_edf(data, ctx)
+    if edf is None:
+        return []
+    sig = Signals(edf, ctx)
+    spo2_d, spo2_p = sig.arrays("SpO2.1s")
+    pulse_d, pulse_p = sig.arrays("Pulse.1s")
+    if len(spo2_d) != len(pulse_d):
+        raise ctx.error("SpO2.1s and Pulse.1s have different sample counts", "signal Pulse.1s")
+    if not np.any(spo2_d != MISSING):
+        return []
+    rate = sig.rate("SpO2.1s")
+    if not rate > 0:
+        raise ctx.error("sampling frequency must be positive", "signal SpO2.1s")
+    spo2 = [None if d == MISSING else clean_spo2(round(float(p), 1)) for d, p in zip(spo2_d, spo2_p)]
+    pulse = [None if d == MISSING else clean_pulse(round(float(p), 1)) for d, p in zip(pulse_d, pulse_p)]
+    values = {
+        "patient_id": patient_id,
+        "start": edf_start(edf, ctx),
+        "interval_s": 1 / rate,
+        "spo2": spo2,
+        "pulse": pulse,
+        "source": "resmed_sad",
+        "device_model": ctx.device_model,
+        "on_niv": True,
+    }
+    return [build(OximetryNight, values, ctx, None)]
+
+
+# ---------------------------------------------------------------- EVE / CSL
+
+
+def event_counts(data: bytes, filename: str) -> dict[str, int]:
+    """Respiratory events scored by the device in an EVE/CSL file, by type (evidence, not a record).
+
+    Always has the four standard keys; other annotation texts (e.g. 'Arousal') are counted too.
+    """
+    ctx = Context(filename)
+    header, edf = read_edf(data, ctx)
+    counts = dict.fromkeys(EVENT_TYPES, 0)
+    if edf is None:
+        return counts
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            annotations = list(edf.annotations)
+    except Exception as exc:  # malformed TAL bytes
+        raise ctx.error(f"EDF+ annotations unreadable ({type(exc).__name__})") from None
+    for annotation in annotations:
+        text = annotation.text.strip()
+        if text not in NOT_EVENTS:
+            counts[text] = counts.get(text, 0) + 1
+    return counts
+
+
+def event_file_start(data: bytes, filename: str) -> datetime | None:
+    """Start of an EVE/CSL recording (naive device clock), for reports and goldens."""
+    ctx = Context(filename)
+    _, edf = read_edf(data, ctx)
+    return None if edf is None else datetime.combine(edf.startdate, edf.starttime)
+
+
+def parse_eve(data: bytes, ctx: Context) -> list[Any]:
+    """EVE/CSL hold no canonical record: validate them and return nothing (see `event_counts`)."""
+    event_counts(data, ctx.filename)
+    return []
+
+
+# ---------------------------------------------------------------- card layout
+
+
+def device_model(card: Path) -> str | None:
+    """Product name from Identification.tgt (`#PNA AirCurve_10_VAuto`) or AirSense 11's JSON."""
+    tgt, js = card / "Identification.tgt", card / "Identification.json"
+    if tgt.is_file():
+        for line in tgt.read_text(encoding="ascii", errors="replace").splitlines():
+            if line.startswith("#PNA"):
+                return line[4:].strip().replace("_", " ") or None
+    if js.is_file():
+        try:
+            return _find_key(json.loads(js.read_text(encoding="utf-8", errors="replace")), "ProductName")
+        except (ValueError, RecursionError):
+            return None
+    return None
+
+
+def _find_key(node: Any, key: str) -> str | None:
+    if isinstance(node, dict):
+        if isinstance(node.get(key), str):
+            return node[key].replace("_", " ")
+        children: list[Any] = list(node.values())
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    for child in children:
+        found = _find_key(child, key)
+        if found:
+            return found
+    return None
+
+
+def find_card_root(path: Path) -> Path | None:
+    """The card root (holding STR.edf or Identification.*) at or above `path`, up to 3 levels."""
+    for candidate in [path, *list(path.parents)[:3]]:
+        if is_card(candidate):
+            return candidate
+    return None
+
+
+def is_card(folder: Path) -> bool:
+    return folder.is_dir() and (
+        (folder / "STR.edf").is_file() or ((folder / "DATALOG").is_dir() and any(folder.glob("Identification.*")))
+    )
+
+
+def session_type(filename: str) -> str | None:
+    """`YYYYMMDD_HHMMSS_<TYPE>.edf` -> format name; the type comes from the name (EVE == CSL bytes)."""
+    match = re.search(r"_([A-Z0-9]{3})\.edf$", filename, re.IGNORECASE)
+    return SESSION_TYPES.get(match.group(1).upper()) if match else None
+
+
+def parse_card(card: Path, ctx: Context) -> list[Any]:
+    """STR nights, plus oximetry from SAD/SA2, plus PLD nights only for days STR does not cover."""
+    ctx.device_model = device_model(card)
+    records: list[Any] = []
+    str_path = card / "STR.edf"
+    if str_path.is_file():
+        records += parse_str(str_path.read_bytes(), _sub(ctx, str_path))
+    covered = {r.night_date for r in records}
+    for path in sorted((card / "DATALOG").rglob("*.edf")) if (card / "DATALOG").is_dir() else []:
+        kind = session_type(path.name)
+        if kind == "resmed_sad":
+            records += parse_sad(path.read_bytes(), _sub(ctx, path))
+        elif kind == "resmed_pld":
+            records += [n for n in parse_pld(path.read_bytes(), _sub(ctx, path)) if n.night_date not in covered]
+        elif kind == "resmed_eve":
+            event_counts(path.read_bytes(), str(path))
+    return records
+
+
+def _sub(ctx: Context, path: Path) -> Context:
+    return Context(str(path), ctx.patient_id, ctx.tz, ctx.device_model, ctx.notes)
+
+
+def looks_like_edf(data: bytes) -> bool:
+    return data[:8] == b"0       "
+
+
+def sniff_edf(data: bytes, filename: str) -> str:
+    """Format of a ResMed EDF: by file name first (EVE and CSL are byte-identical), then by labels."""
+    name = Path(filename).name
+    if name.upper() in {"STR.EDF"}:
+        return "resmed_str"
+    by_name = session_type(name)
+    if by_name:
+        return by_name
+    if re.search(r"_BRP\.edf$", name, re.IGNORECASE):
+        raise ParseError(filename, "ResMed BRP (25 Hz flow and pressure) files are not parsed")
+    header = read_header(data, Context(filename))
+    labels = set(header.labels)
+    if {"Date", "Duration"} <= labels:
+        return "resmed_str"
+    if "SpO2.1s" in labels:
+        return "resmed_sad"
+    if "Leak.2s" in labels:
+        return "resmed_pld"
+    if header.reserved.startswith("EDF+") and labels <= {"EDF Annotations", "Crc16"}:
+        return "resmed_eve"
+    raise ParseError(filename, "EDF file is not a ResMed STR, PLD, SAD/SA2 or EVE/CSL file")

@@ -1,0 +1,215 @@
+"""Wellue/Viatom oximeters (O2Ring, Checkme O2 Max): ViHealth / O2 Insight CSV exports and the O2Ring binary.
+
+CSV dialects:
+  * ``Time,Oxygen Level,Pulse Rate,Motion,O2 Reminder,PR Reminder`` with ``00:21:19 Mar 09 2026``;
+  * ``Time,SpO2(%),Pulse Rate(bpm),Motion,SpO2 Reminder,PR Reminder`` with ``10:21:19PM Mar 09, 2026``.
+The interval (2 s Checkme, 4 s O2Ring) is inferred from the timestamps; ``--`` means no reading.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import struct
+from datetime import datetime
+from pathlib import Path
+
+from ingest.parsers.common import (
+    MAX_SAMPLES,
+    Context,
+    build,
+    clean_pulse,
+    clean_spo2,
+    decode_text,
+    grid_slots,
+    infer_interval,
+    require_valid_spo2,
+    spread,
+)
+from schemas import OximetryNight
+
+SPO2_COLUMNS = ("Oxygen Level", "SpO2(%)", "SpO2")
+PULSE_COLUMNS = ("Pulse Rate", "Pulse Rate(bpm)", "PR(bpm)", "Pulse")
+TIME_FORMATS = (
+    "%H:%M:%S %b %d %Y",
+    "%I:%M:%S%p %b %d, %Y",
+    "%I:%M:%S %p %b %d, %Y",
+    "%I:%M:%S%p %B %d, %Y",
+    "%I:%M:%S %p %B %d, %Y",
+    "%I:%M:%S%p %b %d %Y",
+    "%H:%M:%S %B %d %Y",
+)
+NO_READING = {"--", ""}
+BIN_HEADER = 40
+BIN_RECORD = 5
+BIN_INTERVAL_S = 4.0
+
+
+def is_wellue_header(first_line: str) -> bool:
+    cells = [c.strip() for c in first_line.split(",")]
+    return bool(cells) and cells[0] == "Time" and any(c in SPO2_COLUMNS for c in cells[1:])
+
+
+def _column(header: list[str], names: tuple[str, ...], ctx: Context) -> int:
+    for name in names:
+        if name in header:
+            return header.index(name)
+    raise ctx.error(f"wrong header: no {names[0]!r} column", "line 1")
+
+
+class _Clock:
+    """Parses the export's timestamps, remembering which dialect matched first."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.fmt: str | None = None
+
+    def parse(self, cell: str, line: int) -> datetime:
+        text = " ".join(cell.split())
+        for fmt in (self.fmt,) if self.fmt else TIME_FORMATS:
+            try:
+                value = datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+            self.fmt = fmt
+            return value
+        raise self.ctx.error("column Time: unrecognised timestamp", f"line {line}")
+
+
+def _reading(cell: str, ctx: Context, line: int, column: str) -> float | None:
+    cell = cell.strip()
+    if cell in NO_READING:
+        return None
+    if not re.fullmatch(r"\d{1,5}(\.\d+)?", cell):
+        raise ctx.error(f"column {column}: not a number", f"line {line}")
+    return float(cell)
+
+
+def parse_csv(data: bytes, ctx: Context) -> list[OximetryNight]:
+    """One file = one OximetryNight on a fixed grid from the first timestamp."""
+    patient_id = ctx.require_patient("o2ring_csv")
+    rows = list(_rows(decode_text(data, ctx), ctx))
+    if not rows:
+        raise ctx.error("empty file")
+    header = [c.strip() for c in rows[0][1]]
+    if not header or header[0] != "Time":
+        raise ctx.error("wrong header: expected 'Time,Oxygen Level,Pulse Rate,...'", "line 1")
+    i_spo2 = _column(header, SPO2_COLUMNS, ctx)
+    i_pulse = _column(header, PULSE_COLUMNS, ctx)
+    i_motion = header.index("Motion") if "Motion" in header else None
+    clock = _Clock(ctx)
+    times, lines, spo2, pulse, motion = [], [], [], [], []
+    for line, cells in rows[1:]:
+        cells = _rejoin_time(cells, len(header))
+        if len(cells) < len(header):
+            raise ctx.error(f"expected {len(header)} columns, found {len(cells)}", f"line {line}")
+        times.append(clock.parse(cells[0], line))
+        lines.append(line)
+        spo2.append(clean_spo2(_reading(cells[i_spo2], ctx, line, header[i_spo2])))
+        pulse.append(clean_pulse(_reading(cells[i_pulse], ctx, line, header[i_pulse])))
+        m = _reading(cells[i_motion], ctx, line, "Motion") if i_motion is not None else None
+        motion.append(None if m is None else int(m))
+        if len(times) > MAX_SAMPLES:
+            raise ctx.error(f"recording longer than {MAX_SAMPLES} samples", f"line {line}")
+    seconds = [(t - times[0]).total_seconds() for t in times] if times else []
+    interval = infer_interval(seconds, ctx, lines)
+    slots = grid_slots(seconds, interval, ctx, lines)
+    size = slots[-1] + 1
+    require_valid_spo2(spo2, ctx)
+    full_motion = None if None in motion or len(set(slots)) != size else motion
+    values = {
+        "patient_id": patient_id,
+        "start": times[0].replace(tzinfo=ctx.tz),
+        "interval_s": interval,
+        "spo2": spread(spo2, slots, size),
+        "pulse": spread(pulse, slots, size),
+        "motion": full_motion,
+        "source": "wellue_csv",
+        "device_model": _model_from_name(ctx.filename),
+    }
+    return [build(OximetryNight, values, ctx, None)]
+
+
+def _rejoin_time(cells: list[str], width: int) -> list[str]:
+    """The AM/PM dialect writes 'Mar 09, 2026' unquoted, so its comma splits the Time cell: rejoin it."""
+    if len(cells) == width + 1 and re.fullmatch(r"\s*\d{4}\s*", cells[1]):
+        return [f"{cells[0]},{cells[1]}", *cells[2:]]
+    return cells
+
+
+def _rows(text: str, ctx: Context) -> list[tuple[int, list[str]]]:
+    """Non-blank CSV rows with their 1-based line numbers."""
+    out = []
+    reader = csv.reader(io.StringIO(text))
+    try:
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                out.append((reader.line_num, cells))
+    except csv.Error as exc:
+        raise ctx.error(f"malformed CSV ({exc})", f"line {reader.line_num}") from None
+    return out
+
+
+def _model_from_name(filename: str) -> str | None:
+    """ViHealth names exports after the device ('O2Ring 0123_2026...csv'); use it when present."""
+    name = Path(filename).name.lower()
+    for key, model in (("o2ring", "O2Ring"), ("checkme", "Checkme O2 Max"), ("o2 max", "Checkme O2 Max")):
+        if key in name:
+            return model
+    return None
+
+
+# ---------------------------------------------------------------- O2Ring binary
+
+
+def is_o2ring_bin(data: bytes) -> bool:
+    """Version 3 header with a plausible date and whole 5-byte records."""
+    if len(data) < BIN_HEADER or (len(data) - BIN_HEADER) % BIN_RECORD:
+        return False
+    version, year, month, day, hour, minute, second = struct.unpack_from("<HHBBBBB", data)
+    return version == 3 and 2000 <= year <= 2100 and 1 <= month <= 12 and 1 <= day <= 31 and hour < 24
+
+
+def parse_bin(data: bytes, ctx: Context) -> list[OximetryNight]:
+    """40-byte header (u16 version 3, u16 year, month, day, hour, minute, second) + 5-byte records.
+
+    Record: u8 SpO2, u16-LE pulse, u8 motion, u8 flag; SpO2 0xFF with pulse 0xFFFF = invalid.
+    """
+    patient_id = ctx.require_patient("o2ring_bin")
+    if len(data) < BIN_HEADER:
+        raise ctx.error(f"truncated: {len(data)} bytes, the header alone is {BIN_HEADER}")
+    version, year, month, day, hour, minute, second = struct.unpack_from("<HHBBBBB", data)
+    if version != 3:
+        raise ctx.error(f"unsupported O2Ring file version {version} (expected 3)", "byte 0")
+    try:
+        start = datetime(year, month, day, hour, minute, second, tzinfo=ctx.tz)
+    except ValueError:
+        raise ctx.error("invalid start date/time in header", "byte 2") from None
+    body = len(data) - BIN_HEADER
+    if body % BIN_RECORD:
+        partial = BIN_HEADER + body // BIN_RECORD * BIN_RECORD
+        raise ctx.error(f"truncated record: {body} data bytes is not a multiple of {BIN_RECORD}", f"byte {partial}")
+    count = body // BIN_RECORD
+    if count == 0:
+        raise ctx.error("no samples after the header")
+    if count > MAX_SAMPLES:
+        raise ctx.error(f"recording longer than {MAX_SAMPLES} samples")
+    spo2, pulse, motion = [], [], []
+    for raw_spo2, raw_pulse, raw_motion, _flag in struct.iter_unpack("<BHBB", data[BIN_HEADER:]):
+        invalid = raw_spo2 == 0xFF and raw_pulse == 0xFFFF
+        spo2.append(None if invalid else clean_spo2(raw_spo2))
+        pulse.append(None if invalid else clean_pulse(raw_pulse))
+        motion.append(raw_motion)
+    require_valid_spo2(spo2, ctx)
+    values = {
+        "patient_id": patient_id,
+        "start": start,
+        "interval_s": BIN_INTERVAL_S,
+        "spo2": spo2,
+        "pulse": pulse,
+        "motion": motion,
+        "source": "o2ring_bin",
+        "device_model": "O2Ring",
+    }
+    return [build(OximetryNight, values, ctx, None)]

@@ -1,0 +1,45 @@
+"""Publishes canonical records to Kafka, keyed by patient so one patient's events stay in order."""
+
+from kafka import KafkaProducer
+
+from respmon.settings import Settings
+from schemas import Envelope
+
+
+class Publisher:
+    """A kafka-python producer with acks=all and idempotence set explicitly (no reliance on defaults)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id="respmon-ingest",
+            acks="all",
+            enable_idempotence=True,
+            retries=10,
+            linger_ms=2,
+            compression_type="gzip",
+            max_request_size=8 * 1024 * 1024,
+            request_timeout_ms=int(settings.publish_timeout_s * 1000),
+        )
+
+    def publish(self, envelopes: list[Envelope]) -> None:
+        """Send and wait for every acknowledgement: the HTTP answer promises the records are durable."""
+        futures = [
+            self._producer.send(
+                self._settings.measurements_topic,
+                key=env.patient_id.encode(),
+                value=env.model_dump_json().encode(),
+            )
+            for env in envelopes
+        ]
+        for future in futures:
+            future.get(timeout=self._settings.publish_timeout_s)
+
+    def publish_deadletter(self, key: str, value: bytes) -> None:
+        self._producer.send(self._settings.deadletter_topic, key=key.encode(), value=value).get(
+            timeout=self._settings.publish_timeout_s
+        )
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)

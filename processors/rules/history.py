@@ -1,0 +1,284 @@
+"""Per-patient state the rules engine evaluates: compact metric rows plus the open findings.
+
+A :class:`PatientHistory` is plain data (``to_dict`` / ``from_dict`` round-trip through JSON), so
+the stream processor can keep one per patient in a changelog-backed faust table and a restarted
+worker resumes where it stopped. Metrics come from :mod:`processors.metrics`; this module only
+keeps their values, keyed by each record's natural key so a re-sent record replaces its row.
+
+Row layout (every kind): ``t`` event time (epoch s, UTC), ``k`` join key (night date for nights,
+session timestamp for sessions), ``d`` display date, ``src`` source, ``ok`` valid night / usable
+session, then the metric fields named in ``processors/rules/README.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from bisect import insort
+from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from schemas import AlsfrsR, Envelope, NivNight, OximetryNight, SpirometrySession
+
+__all__ = ["HISTORY_VERSION", "KEEP_DAYS", "PatientHistory", "Record", "event_time", "record_kind"]
+
+HISTORY_VERSION = 1
+KEEP_DAYS = 400
+DAY_S = 86400.0
+NIV_DAY_END = time(12, 0)
+"""A NIV therapy day runs noon to noon (ResMed); its night ends at noon UTC of the next day."""
+
+Record = SpirometrySession | OximetryNight | NivNight | AlsfrsR
+_STORES = ("spiro", "oxi", "niv", "alsfrs")
+
+
+def record_kind(record: Record) -> str:
+    """History store of a record: spiro, oxi, niv or alsfrs."""
+    if isinstance(record, SpirometrySession):
+        return "spiro"
+    if isinstance(record, OximetryNight):
+        return "oxi"
+    if isinstance(record, NivNight):
+        return "niv"
+    if isinstance(record, AlsfrsR):
+        return "alsfrs"
+    raise TypeError(f"not a canonical record: {type(record).__name__}")
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.astimezone(timezone.utc)
+
+
+def event_time(record: Record | Envelope) -> datetime:
+    """When a record's observation ended (what the engine evaluates "as of").
+
+    Sessions and questionnaires: ``taken_at``. Oximetry: start + recording length. NIV nights:
+    noon UTC of the day after ``night_date`` (noon-to-noon therapy day).
+    """
+    if isinstance(record, Envelope):
+        record = record.record
+    if isinstance(record, (SpirometrySession, AlsfrsR)):
+        return _utc(record.taken_at)
+    if isinstance(record, OximetryNight):
+        return _utc(record.start + timedelta(seconds=record.duration_s))
+    if isinstance(record, NivNight):
+        return datetime.combine(record.night_date + timedelta(days=1), NIV_DAY_END, tzinfo=timezone.utc)
+    raise TypeError(f"not a canonical record: {type(record).__name__}")
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if hasattr(obj, "model_dump"):
+        return dict(obj.model_dump())
+    if dataclasses.is_dataclass(obj):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    return dict(vars(obj))
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 4)
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    return v
+
+
+def _present(*values: Any) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+class PatientHistory:
+    """One patient's metric rows (pruned to ``keep_days`` before the newest event) and open findings."""
+
+    def __init__(self, patient_id: str, keep_days: int = KEEP_DAYS):
+        self.patient_id = patient_id
+        self.keep_days = keep_days
+        self._rows: dict[str, list[dict[str, Any]]] = {s: [] for s in _STORES}
+        self.first_event_ts: dict[str, float] = {}
+        self.last_event_ts: dict[str, float] = {}
+        self.open: dict[str, dict[str, Any]] = {}
+        """rule id -> {severity, category, opened_at, changed_at, rule_version} (ISO times)."""
+        self.evaluated_at: str | None = None
+        self._views: dict[str, list[dict[str, Any]]] = {}
+
+    # ---------------------------------------------------------------- adding records
+    def add(self, record: Record | Envelope) -> bool:
+        """Compute the record's metrics and store (or replace) its row. Returns True if stored.
+
+        Rows older than ``keep_days`` before the newest event are dropped, as is a record that
+        is itself that old.
+        """
+        if isinstance(record, Envelope):
+            record = record.record
+        if record.patient_id != self.patient_id:
+            raise ValueError(f"record of patient {record.patient_id} added to history of {self.patient_id}")
+        kind = record_kind(record)
+        row = getattr(self, f"_row_{kind}")(record)
+        t = row["t"]
+        self.first_event_ts[kind] = min(self.first_event_ts.get(kind, t), t)
+        self.last_event_ts[kind] = max(self.last_event_ts.get(kind, t), t)
+        rows = self._rows[kind]
+        natural = self._natural_key(kind, row)
+        rows[:] = [r for r in rows if self._natural_key(kind, r) != natural]
+        insort(rows, row, key=lambda r: r["t"])
+        if kind == "spiro":
+            self._pair_supine(row["k"][:10])
+        self._views.clear()
+        self.prune()
+        return any(r is row for r in self._rows[kind])
+
+    @staticmethod
+    def _natural_key(kind: str, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        if kind == "spiro":
+            return (row["k"], row["posture"], row["src"])
+        return (row["k"], row["src"])
+
+    def prune(self) -> None:
+        """Drop rows older than ``keep_days`` before the newest event of any kind."""
+        if not self.last_event_ts:
+            return
+        cutoff = max(self.last_event_ts.values()) - self.keep_days * DAY_S
+        for kind, rows in self._rows.items():
+            if rows and rows[0]["t"] < cutoff:
+                rows[:] = [r for r in rows if r["t"] >= cutoff]
+                self._views.clear()
+
+    def _row_spiro(self, rec: SpirometrySession) -> dict[str, Any]:
+        from processors.metrics import spirometry
+
+        m = _as_dict(spirometry.session_metrics(rec))
+        taken = _utc(rec.taken_at)
+        fvc_pct, svc_pct = m.get("fvc_pct_pred"), m.get("svc_pct_pred")
+        vc_l = _present(m.get("fvc_l"), m.get("svc_l"))
+        vc_pct = _present(fvc_pct, svc_pct)
+        pcf = m.get("pcf_lpm")
+        assisted = bool(m.get("pcf_assisted", rec.pcf_assisted))
+        demographics_missing = rec.sex is None or rec.age_years is None or rec.height_cm is None
+        row = {
+            "t": taken.timestamp(), "k": taken.isoformat(), "d": taken.isoformat(), "src": rec.source,
+            "posture": rec.posture, "ok": bool(m.get("usable", True)),
+            "fvc_l": m.get("fvc_l"), "fvc_pct_pred": fvc_pct, "fvc_pct_pred_source": m.get("fvc_pct_pred_source"),
+            "svc_l": m.get("svc_l"), "svc_pct_pred": svc_pct, "fev1_l": m.get("fev1_l"),
+            "vc_l": max(vc_l) if vc_l else None, "vc_pct_pred": max(vc_pct) if vc_pct else None,
+            "mip_cmh2o": m.get("mip_cmh2o"), "mep_cmh2o": m.get("mep_cmh2o"), "snip_cmh2o": m.get("snip_cmh2o"),
+            "pcf_unassisted_lpm": None if assisted else pcf, "pcf_assisted_lpm": pcf if assisted else None,
+            "grade": m.get("grade") or "unknown", "usable": bool(m.get("usable", True)),
+            "pct_pred_not_computable": bool(vc_l) and not vc_pct and demographics_missing,
+            "supine_drop_pct": None,
+        }
+        return {k: _json_value(v) for k, v in row.items()}
+
+    def _pair_supine(self, day: str) -> None:
+        """Same-day sitting/supine pair: store the supine drop on the latest sitting row of that day."""
+        from processors.metrics import spirometry
+
+        same = [r for r in self._rows["spiro"] if r["k"][:10] == day]
+        sitting = [r for r in same if r["posture"] == "sitting"]
+        supine = [r for r in same if r["posture"] == "supine"]
+        for r in sitting:
+            r["supine_drop_pct"] = None
+        if not sitting or not supine:
+            return
+        sit, sup = sitting[-1], supine[-1]
+        if sit["fvc_l"] and sup["fvc_l"] is not None:
+            sit["supine_drop_pct"] = round(float(spirometry.supine_drop_pct(sit["fvc_l"], sup["fvc_l"])), 4)
+
+    def _row_oxi(self, rec: OximetryNight) -> dict[str, Any]:
+        from processors.metrics import oximetry
+
+        m = _as_dict(oximetry.night_metrics(rec))
+        end = event_time(rec)
+        night = m["night_date"]
+        row = {
+            "t": end.timestamp(), "k": night.isoformat(), "d": night.isoformat(), "src": rec.source,
+            "ok": bool(m["valid"]), "valid": bool(m["valid"]), "invalid_reason": m.get("invalid_reason"),
+            "on_o2": rec.supplemental_o2 is True, "under_niv": rec.on_niv is True,
+        }
+        for f in ("recording_min", "vrt_min", "mean_spo2", "min_spo2", "t90_pct", "t90_min", "t88_pct",
+                  "t88_min", "longest_le88_min", "odi3", "odi4", "mean_pulse"):
+            row[f] = m.get(f)
+        return {k: _json_value(v) for k, v in row.items()}
+
+    def _row_niv(self, rec: NivNight) -> dict[str, Any]:
+        from processors.metrics import niv
+
+        m = _as_dict(niv.night_metrics(rec))
+        night = m.get("night_date") or rec.night_date
+        row = {"t": event_time(rec).timestamp(), "k": night.isoformat(), "d": night.isoformat(),
+               "src": rec.source, "ok": True}
+        for f in ("usage_hours", "leak_p95_lpm", "leak_kind", "ahi", "resp_rate", "tidal_volume_ml",
+                  "minute_vent_lpm", "spo2_mean", "spo2_t90_pct", "pct_spont_triggered"):
+            row[f] = m.get(f, getattr(rec, f, None))
+        return {k: _json_value(v) for k, v in row.items()}
+
+    def _row_alsfrs(self, rec: AlsfrsR) -> dict[str, Any]:
+        taken = _utc(rec.taken_at)
+        return {"t": taken.timestamp(), "k": taken.isoformat(), "d": taken.isoformat(), "src": rec.source,
+                "ok": True, "items": list(rec.items), "total": rec.total, "bulbar": rec.bulbar,
+                "respiratory": rec.respiratory}
+
+    # ---------------------------------------------------------------- what the engine reads
+    def rows(self, kind: str) -> list[dict[str, Any]]:
+        """Rows of an expression kind (spiro = sitting sessions, supine, oxi, niv, alsfrs), oldest first."""
+        view = self._views.get(kind)
+        if view is None:
+            if kind in ("spiro", "supine"):
+                posture = "sitting" if kind == "spiro" else "supine"
+                view = [r for r in self._rows["spiro"] if r["posture"] == posture]
+            else:
+                view = self._rows[kind]
+            self._views[kind] = view
+        return view
+
+    def first_event(self, kind: str | None) -> float | None:
+        """Epoch seconds of the first record ever added (of a kind, or of any kind)."""
+        if kind in ("spiro", "supine"):
+            kind = "spiro"
+        if kind is None:
+            return min(self.first_event_ts.values()) if self.first_event_ts else None
+        return self.first_event_ts.get(kind)
+
+    def last_event(self, kind: str | None = None) -> datetime | None:
+        """Event time of the newest record (of a kind, or of any kind): the last upload's data."""
+        values = list(self.last_event_ts.values()) if kind is None else _present(self.last_event_ts.get(kind))
+        return datetime.fromtimestamp(max(values), tz=timezone.utc) if values else None
+
+    def open_findings(self) -> dict[str, dict[str, Any]]:
+        return self.open
+
+    def count(self, kind: str) -> int:
+        return len(self._rows[kind])
+
+    # ---------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "history_version": HISTORY_VERSION,
+            "patient_id": self.patient_id,
+            "keep_days": self.keep_days,
+            "rows": {k: [dict(r) for r in v] for k, v in self._rows.items()},
+            "first_event": dict(self.first_event_ts),
+            "last_event": dict(self.last_event_ts),
+            "open": {k: dict(v) for k, v in self.open.items()},
+            "evaluated_at": self.evaluated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PatientHistory:
+        version = data.get("history_version")
+        if version != HISTORY_VERSION:
+            raise ValueError(f"unsupported PatientHistory version {version!r} (expected {HISTORY_VERSION})")
+        h = cls(data["patient_id"], int(data.get("keep_days", KEEP_DAYS)))
+        for kind in _STORES:
+            h._rows[kind] = sorted((dict(r) for r in data.get("rows", {}).get(kind, [])), key=lambda r: r["t"])
+        h.first_event_ts = {k: float(v) for k, v in data.get("first_event", {}).items()}
+        h.last_event_ts = {k: float(v) for k, v in data.get("last_event", {}).items()}
+        h.open = {k: dict(v) for k, v in data.get("open", {}).items()}
+        h.evaluated_at = data.get("evaluated_at")
+        return h
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PatientHistory) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}={len(v)}" for k, v in self._rows.items())
+        return f"PatientHistory({self.patient_id!r}, {counts}, open={sorted(self.open)})"
+

@@ -1,0 +1,1 @@
+"""respmon: home respiratory monitoring for people with ALS. Shared plumbing (settings, database, CLI)."""

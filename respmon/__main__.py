@@ -1,0 +1,3 @@
+from respmon.cli import main
+
+raise SystemExit(main())

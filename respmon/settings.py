@@ -1,0 +1,68 @@
+"""The one typed settings object of every service, read from the environment (prefix RESPMON_)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Defaults match the local stack started by infra/stack.sh; production overrides every one."""
+
+    model_config = SettingsConfigDict(env_prefix="RESPMON_", env_file=".env", extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    topic_prefix: str = "respmon"
+    topic_partitions: int = 4
+    topic_replication: int = 1
+
+    # PostgreSQL
+    database_url: str = "postgresql://respmon:respmon@127.0.0.1:15432/respmon"
+
+    # ingest HTTP service
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 8080
+    max_upload_bytes: int = 25 * 1024 * 1024
+    publish_timeout_s: float = 15.0
+
+    # worker (faust)
+    worker_app_id: str = "respmon-worker"
+    worker_host: str = "127.0.0.1"
+    worker_web_port: int = 6066
+    worker_data_dir: Path = Path(".stack/worker")
+    rules_file: Path | None = None
+    rules_overrides: Path | None = None
+
+    # alert delivery
+    webhook_url: str | None = None
+    webhook_secret: SecretStr = SecretStr("dev-only-webhook-secret")
+    dispatch_interval_s: float = 1.0
+    delivery_timeout_s: float = 5.0
+    delivery_backoff_base_s: float = 2.0
+    delivery_backoff_max_s: float = 300.0
+    public_base_url: str = "http://127.0.0.1:8080"
+
+    log_level: str = "INFO"
+
+    def topic(self, name: str) -> str:
+        """Full topic name: one prefix per deployment, so test runs and sites never share a topic."""
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def measurements_topic(self) -> str:
+        return self.topic("measurements")
+
+    @property
+    def findings_topic(self) -> str:
+        return self.topic("findings")
+
+    @property
+    def deadletter_topic(self) -> str:
+        return self.topic("deadletter")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

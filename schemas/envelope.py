@@ -1,0 +1,31 @@
+"""What travels on Kafka: one canonical record plus where it came from."""
+
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.alsfrs import AlsfrsR
+from schemas.niv import NivNight
+from schemas.oximetry import OximetryNight
+from schemas.spirometry import SpirometrySession
+
+RecordKind = Literal["spirometry", "oximetry_night", "niv_night", "alsfrs_r"]
+CanonicalRecord = Annotated[
+    SpirometrySession | OximetryNight | NivNight | AlsfrsR, Field(discriminator="kind")
+]
+
+
+class Envelope(BaseModel):
+    """A record with its provenance; `upload_id` links back to the raw archive row."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    envelope_version: Literal[1] = 1
+    upload_id: str
+    device_id: str
+    received_at: AwareDatetime
+    record: CanonicalRecord
+
+    @property
+    def patient_id(self) -> str:
+        return self.record.patient_id

@@ -1,0 +1,40 @@
+"""One overnight pulse-oximetry recording, at whatever fixed rate the oximeter used."""
+
+from typing import Literal
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from schemas.base import PatientId, Record
+
+
+class OximetryNight(Record):
+    """Samples at a fixed interval from `start`; `None` marks no reading (finger off, dropout).
+
+    Values are kept as recorded (0, 127 or 255 codes are turned into None by the parsers);
+    artefact removal and validity belong to the metrics, so the raw night can be re-scored.
+    """
+
+    kind: Literal["oximetry_night"] = "oximetry_night"
+    schema_version: Literal[1] = 1
+    patient_id: PatientId
+    start: AwareDatetime
+    interval_s: float = Field(gt=0, le=60)
+    spo2: list[float | None] = Field(max_length=200_000)
+    pulse: list[float | None] = Field(max_length=200_000)
+    motion: list[int] | None = None
+    source: str = Field(default="device", min_length=1, max_length=64)
+    device_model: str | None = None
+    supplemental_o2: bool | None = None
+    on_niv: bool | None = Field(default=None, description="recorded under NIV (ResMed SpO2 module)")
+
+    @model_validator(mode="after")
+    def _aligned(self) -> "OximetryNight":
+        if len(self.spo2) != len(self.pulse):
+            raise ValueError("spo2 and pulse must have the same number of samples")
+        if self.motion is not None and len(self.motion) != len(self.spo2):
+            raise ValueError("motion must have as many samples as spo2")
+        return self
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.spo2) * self.interval_s

@@ -1,0 +1,206 @@
+"""Synthetic patient trajectories made of canonical records, with the rule ids they should raise.
+
+Used by the rules tests (``tests/test_processors/test_rules``) and reusable by the stream
+integration test: each scenario function returns a :class:`Scenario` whose ``records`` can be
+published as Envelopes, replayed with ``processors.rules.evaluator.replay`` (with ``as_of``), and
+whose ``expected`` is the exact set of rule ids that open at least once under the default rules.
+
+All builders are deterministic (no randomness, no wall clock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from schemas import AlsfrsR, NivNight, OximetryNight, SpirometrySession
+
+START = date(2026, 1, 5)
+"""Day 0 of every scenario."""
+
+UTC = timezone.utc
+
+
+def day(n: int, hour: int = 10) -> datetime:
+    """Day ``n`` of a scenario at ``hour`` UTC."""
+    return datetime.combine(START + timedelta(days=n), time(hour), tzinfo=UTC)
+
+
+# ----------------------------------------------------------------------------------- builders
+def spiro(
+    pid: str,
+    when: datetime,
+    fvc_pct: float | None = None,
+    *,
+    fvc_l: float | None = None,
+    posture: str = "sitting",
+    grade: str | None = "A",
+    snip: float | None = None,
+    mip: float | None = None,
+    pcf: float | None = None,
+    pcf_assisted: bool = False,
+    svc_l: float | None = None,
+    demographics: bool = True,
+    source: str = "device",
+) -> SpirometrySession:
+    """A session; FVC litres default to ``fvc_pct`` % of a 4.0 L predicted value."""
+    if fvc_l is None and fvc_pct is not None:
+        fvc_l = round(4.0 * fvc_pct / 100.0, 3)
+    demo: dict[str, Any] = {"sex": "male", "age_years": 60.0, "height_cm": 175.0} if demographics else {}
+    return SpirometrySession(
+        patient_id=pid, taken_at=when, posture=posture, fvc_l=fvc_l, fvc_pct_pred=fvc_pct, svc_l=svc_l,
+        snip_cmh2o=snip, mip_cmh2o=mip, pcf_lpm=pcf, pcf_assisted=pcf_assisted, grade=grade, source=source,
+        **demo,
+    )
+
+
+def oxi_night(
+    pid: str,
+    night: date,
+    *,
+    hours: float = 8.0,
+    baseline: float = 95.0,
+    t90_pct: float = 0.0,
+    low_run_min: float = 0.0,
+    interval_s: float = 4.0,
+    on_o2: bool | None = None,
+    on_niv: bool | None = None,
+    source: str = "device",
+) -> OximetryNight:
+    """A night starting 22:00 UTC on ``night``: SpO2 at ``baseline``, a block at 89 % making
+    ``t90_pct`` of the night, and one continuous run at 86 % of ``low_run_min`` minutes."""
+    n = int(round(hours * 3600 / interval_s))
+    spo2: list[float | None] = [baseline] * n
+    k = int(round(t90_pct / 100.0 * n))
+    for i in range(n // 8, min(n, n // 8 + k)):
+        spo2[i] = 89.0
+    m = int(round(low_run_min * 60 / interval_s))
+    for i in range(n // 2, min(n, n // 2 + m)):
+        spo2[i] = 86.0
+    start = datetime.combine(night, time(22), tzinfo=UTC)
+    return OximetryNight(
+        patient_id=pid, start=start, interval_s=interval_s, spo2=spo2, pulse=[70.0] * n,
+        supplemental_o2=on_o2, on_niv=on_niv, source=source,
+    )
+
+
+def niv_night(
+    pid: str,
+    night: date,
+    usage: float = 8.0,
+    *,
+    leak: float | None = 10.0,
+    leak_kind: str = "unintentional",
+    ahi: float | None = 2.0,
+    rr: float | None = 16.0,
+    mv: float | None = 7.0,
+    spo2_t90: float | None = None,
+    source: str = "device",
+) -> NivNight:
+    return NivNight(
+        patient_id=pid, night_date=night, usage_hours=usage, leak_p95_lpm=leak, leak_kind=leak_kind, ahi=ahi,
+        resp_rate=rr, minute_vent_lpm=mv, tidal_volume_ml=None if mv is None or not rr else round(mv / rr * 1000, 1),
+        spo2_t90_pct=spo2_t90, source=source,
+    )
+
+
+def alsfrs(pid: str, when: datetime, **items: int) -> AlsfrsR:
+    """ALSFRS-R with every item 4 except those given as ``i2=3, i11=2`` ..."""
+    scores = [4] * 12
+    for key, value in items.items():
+        scores[int(key.lstrip("i")) - 1] = value
+    return AlsfrsR(patient_id=pid, taken_at=when, items=scores)
+
+
+# ----------------------------------------------------------------------------------- scenarios
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    patient_id: str
+    records: list[Any]
+    expected: frozenset[str]
+    """Exact set of rule ids that open at least once under the default rules."""
+    as_of: datetime
+    notes: str = ""
+    order: Sequence[tuple[str, str]] = field(default=())
+    """(first, second): rule ``first`` must open before rule ``second``."""
+
+
+def stable() -> Scenario:
+    """Six months, nothing wrong: monthly lung function, weekly oximetry, normal ALSFRS-R."""
+    pid = "SCN-STABLE"
+    recs: list[Any] = []
+    for i in range(0, 181, 30):
+        recs.append(spiro(pid, day(i), 92.0 + (1 if i % 60 else -1), snip=85, mip=90, pcf=420))
+    for i in range(0, 181, 7):
+        recs.append(oxi_night(pid, START + timedelta(days=i), t90_pct=1.0))
+    for i in (0, 90, 180):
+        recs.append(alsfrs(pid, day(i, 11)))
+    return Scenario("stable", pid, recs, frozenset(), day(181), "no finding at all")
+
+
+def slow_decliner() -> Scenario:
+    """FVC 84 -> 66 % over 18 months (-1 %/month): below 80 % early but no symptoms until month 15."""
+    pid = "SCN-SLOW"
+    recs: list[Any] = []
+    for month in range(0, 19):
+        recs.append(spiro(pid, day(month * 30), 84.0 - month, snip=70, mip=75, pcf=350))
+    for month in (*range(0, 15, 3), 15, 16, 17, 18):
+        recs.append(alsfrs(pid, day(month * 30, 9), **({"i11": 3} if month >= 15 else {})))
+    return Scenario("slow decliner", pid, recs, frozenset({"NS-FVC80-SYM"}), day(18 * 30 + 1),
+                    "slope -1 %/month never raises NS-SLOPE; orthopnoea at month 15 raises NS-FVC80-SYM")
+
+
+def rapid_decliner() -> Scenario:
+    """FVC 90 % falling 6 points a month, fortnightly sessions for 8 months."""
+    pid = "SCN-RAPID"
+    recs = [spiro(pid, day(d), round(90.0 - 6.0 * d / 30.0, 1)) for d in range(0, 241, 14)]
+    return Scenario("rapid decliner", pid, recs, frozenset({"NS-SLOPE", "NS-FVC50"}), day(241),
+                    "projected crossing of 50 % raises NS-SLOPE months before FVC < 50 %",
+                    order=(("NS-SLOPE", "NS-FVC50"),))
+
+
+def nocturnal_desaturation() -> Scenario:
+    """Stable FVC 85 %; from night 30 the oximeter shows an 8-minute run <= 88 % every night."""
+    pid = "SCN-NOCTURNAL"
+    recs: list[Any] = [spiro(pid, day(i), 85.0, snip=70, mip=75, pcf=380) for i in (0, 30, 60)]
+    for i in range(0, 60):
+        recs.append(oxi_night(pid, START + timedelta(days=i), low_run_min=8.0 if i >= 30 else 0.0))
+    return Scenario("nocturnal desaturation", pid, recs, frozenset({"NS-OXI88"}), day(61),
+                    "NS-OXI88 opens (warn, then high) while FVC is unchanged")
+
+
+def niv_dependence() -> Scenario:
+    """NIV user: 8 h/night for 40 nights, then use climbs steadily to 23 h/day by night 120."""
+    pid = "SCN-NIVDEP"
+    recs: list[Any] = []
+    for i in range(0, 121):
+        usage = 8.0 if i < 40 else min(23.0, 8.0 + (i - 40) * 15.0 / 80.0)
+        recs.append(niv_night(pid, START + timedelta(days=i), round(usage, 2)))
+    for i in (0, 60, 120):
+        recs.append(alsfrs(pid, day(i, 9), i12=3))  # intermittent BiPAP: on NIV from day 0
+        recs.append(spiro(pid, day(i, 15), 45.0))
+    return Scenario("NIV dependence", pid, recs, frozenset({"NE-DAYUSE", "TD-DEP"}), day(122),
+                    "NE-DAYUSE (>= 12 h/day, MPV advice: bulbar preserved) then TD-DEP (>= 20 h/day)",
+                    order=(("NE-DAYUSE", "TD-DEP"),))
+
+
+def missing_data() -> Scenario:
+    """NIV data for 40 nights and one lung-function session, then silence until day 200."""
+    pid = "SCN-MISSING"
+    recs: list[Any] = [spiro(pid, day(0), 70.0)]
+    for i in range(0, 40):
+        recs.append(niv_night(pid, START + timedelta(days=i), 7.0))
+    return Scenario("missing data", pid, recs, frozenset({"DQ-NOUPLOAD", "DQ-PFT6M"}), day(200),
+                    "no NIV upload after night 39 and no spirometry for 200 days")
+
+
+ALL: list[Callable[[], Scenario]] = [
+    stable, slow_decliner, rapid_decliner, nocturnal_desaturation, niv_dependence, missing_data,
+]
+
+
+def all_scenarios() -> list[Scenario]:
+    return [build() for build in ALL]

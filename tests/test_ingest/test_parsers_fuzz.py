@@ -1,0 +1,175 @@
+"""Random and mutated bytes must only ever raise ParseError, for every format (never a crash).
+
+Deterministic by default (CI); RESPMON_FUZZ=1 explores many more random examples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ingest_testlib import AIRCURVE, AIRCURVE_DAY, SYN
+
+from ingest.parsers import FORMATS, ParseError, parse_bytes
+
+DEEP = os.environ.get("RESPMON_FUZZ") == "1"
+FUZZ = settings(
+    max_examples=400 if DEEP else 25,
+    derandomize=not DEEP,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def _head_lines(name: str, lines: int) -> bytes:
+    return b"".join((SYN / name).read_bytes().splitlines(keepends=True)[:lines])
+
+
+SEEDS: dict[str, tuple[str, bytes]] = {
+    "spirometry_json": ("s.json", (SYN / "spirometry.json").read_bytes()),
+    "spirometry_csv": ("s.csv", (SYN / "spirometry.csv").read_bytes()),
+    "niv_csv": ("n.csv", (SYN / "niv.csv").read_bytes()),
+    "alsfrs_json": ("a.json", (SYN / "alsfrs_flat.json").read_bytes()),
+    "fhir_bundle": ("b.json", (SYN / "fhir_bundle.json").read_bytes()),
+    "o2ring_csv": ("O2Ring.csv", _head_lines("O2Ring_20260308223000.csv", 60)),
+    "o2ring_bin": ("O2Ring.bin", (SYN / "O2Ring_20260310223000.bin").read_bytes()[: 40 + 5 * 200]),
+    "oximetry_csv": ("o.csv", _head_lines("oximetry_generic.csv", 60)),
+    "resmed_str": ("STR.edf", (AIRCURVE / "STR.edf").read_bytes()),
+    "resmed_pld": ("x_PLD.edf", (AIRCURVE_DAY / "20250202_223725_PLD.edf").read_bytes()),
+    "resmed_sad": ("x_SAD.edf", (AIRCURVE_DAY / "20250202_223725_SAD.edf").read_bytes()),
+    "resmed_eve": ("x_EVE.edf", (AIRCURVE_DAY / "20250202_223717_EVE.edf").read_bytes()),
+}
+assert set(SEEDS) == set(FORMATS)
+
+INTERESTING = [b"", b"-", b"-1", b"--", b"0", b"255", b"1e999", b"nan", b",", b"\n", b'"', b"\xff", b"\xc2\xb0",
+               b"{", b"]", b"null", b"99999999999", b"Patient/", b"E"]  # fmt: skip
+
+
+@st.composite
+def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
+    """The seed with a few byte edits (biased towards the header), a splice or a truncation."""
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(1, 4))):
+        if not data:
+            break
+        limit = len(data) - 1 if draw(st.booleans()) else min(len(data) - 1, 4096)
+        pos = draw(st.integers(0, limit))
+        action = draw(st.sampled_from(["byte", "insert", "delete", "truncate"]))
+        if action == "byte":
+            data[pos] = draw(st.integers(0, 255))
+        elif action == "insert":
+            data[pos:pos] = draw(st.sampled_from(INTERESTING) | st.binary(max_size=8))
+        elif action == "delete":
+            del data[pos : pos + draw(st.integers(1, 16))]
+        else:
+            del data[pos:]
+    return bytes(data)
+
+
+SELF_IDENTIFYING = {"spirometry_json", "spirometry_csv", "niv_csv", "alsfrs_json", "fhir_bundle"}
+"""Files that name their patient: no patient id is passed, so a mismatch does not stop parsing early."""
+
+
+def _only_parse_errors(data: bytes, name: str, fmt: str | None, seed_fmt: str) -> None:
+    try:
+        records = parse_bytes(data, name, fmt=fmt, patient_id=None if seed_fmt in SELF_IDENTIFYING else "P1")
+    except ParseError as exc:
+        assert str(exc).startswith(name) and "\n" not in str(exc)
+    else:
+        assert isinstance(records, list)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_mutated_bytes_raise_only_parse_error(fmt: str) -> None:
+    name, seed = SEEDS[fmt]
+
+    @FUZZ
+    @given(data=mutated(seed), detect=st.booleans())
+    def run(data: bytes, detect: bool) -> None:
+        _only_parse_errors(data, name, None if detect else fmt, fmt)
+
+    run()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_random_bytes_raise_only_parse_error(fmt: str) -> None:
+    name, seed = SEEDS[fmt]
+
+    @FUZZ
+    @given(data=st.binary(max_size=512) | st.builds(lambda n, tail: seed[:n] + tail, st.integers(0, 400), st.binary(max_size=64)))
+    def run(data: bytes) -> None:
+        _only_parse_errors(data, name, fmt, fmt)
+
+    run()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=8,
+)
+
+
+def _paths(node: object, prefix: tuple = ()) -> list[tuple]:
+    """Every location in a JSON document (object keys and list indexes)."""
+    found = [prefix]
+    if isinstance(node, dict):
+        for key, child in node.items():
+            found += _paths(child, (*prefix, key))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            found += _paths(child, (*prefix, index))
+    return found
+
+
+@st.composite
+def json_mutated(draw: st.DrawFn, seed: bytes) -> bytes:
+    """The seed document with one to three values replaced by arbitrary JSON (valid syntax, bad content)."""
+    doc = json.loads(seed)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_paths(doc)[1:]))
+        parent = doc
+        for part in path[:-1]:
+            parent = parent[part]
+        parent[path[-1]] = draw(JSON_VALUES)
+    return json.dumps(doc).encode()
+
+
+@st.composite
+def csv_mutated(draw: st.DrawFn, seed: bytes) -> bytes:
+    """The seed CSV with a few cells replaced by awkward values (valid CSV, bad content)."""
+    rows = [line.split(b",") for line in seed.splitlines()]
+    cells = st.sampled_from(INTERESTING) | st.text(max_size=10).map(str.encode) | st.integers(-999, 99999).map(lambda n: str(n).encode())
+    for _ in range(draw(st.integers(1, 4))):
+        row = draw(st.integers(0, len(rows) - 1))
+        if rows[row]:
+            rows[row][draw(st.integers(0, len(rows[row]) - 1))] = draw(cells)
+    return b"\n".join(b",".join(r) for r in rows) + b"\n"
+
+
+@pytest.mark.parametrize("fmt", ["spirometry_json", "alsfrs_json", "fhir_bundle"])
+def test_mutated_json_content_raises_only_parse_error(fmt: str) -> None:
+    name, seed = SEEDS[fmt]
+
+    @FUZZ
+    @given(data=json_mutated(seed), detect=st.booleans())
+    def run(data: bytes, detect: bool) -> None:
+        _only_parse_errors(data, name, None if detect else fmt, fmt)
+
+    run()
+
+
+@pytest.mark.parametrize("fmt", ["spirometry_csv", "niv_csv", "o2ring_csv", "oximetry_csv"])
+def test_mutated_csv_cells_raise_only_parse_error(fmt: str) -> None:
+    name, seed = SEEDS[fmt]
+
+    @FUZZ
+    @given(data=csv_mutated(seed), detect=st.booleans())
+    def run(data: bytes, detect: bool) -> None:
+        _only_parse_errors(data, name, None if detect else fmt, fmt)
+
+    run()

@@ -1,0 +1,106 @@
+"""Our CSV layouts: spirometry, NIV nights and generic `timestamp,spo2,pulse` oximetry."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from ingest_testlib import SYN
+
+from ingest.parsers import ParseError, parse_bytes
+from schemas import NivNight, OximetryNight, SpirometrySession
+
+SPIRO = (SYN / "spirometry.csv").read_bytes()
+NIV = (SYN / "niv.csv").read_bytes()
+OXI = (SYN / "oximetry_generic.csv").read_bytes()
+SPIRO_HEADER = "patient_id,taken_at,fvc_l,mip_cmh2o,posture"
+
+
+def test_spirometry_sessions() -> None:
+    sessions = parse_bytes(SPIRO, "spirometry.csv")
+    assert all(isinstance(s, SpirometrySession) for s in sessions) and len(sessions) == 4
+    first, _, supine, last = sessions
+    assert first.fvc_l == 3.20 and first.fvc_pct_pred == 78 and first.grade == "A"
+    assert first.mip_cmh2o == 62  # written as -62 cmH2O: stored as magnitude
+    assert last.mip_cmh2o == 48  # written as a magnitude
+    assert supine.posture == "supine" and supine.fvc_l == 2.40 and supine.fev1_l is None
+    assert last.posture == "sitting" and last.sex is None  # empty cells = not measured
+    assert first.taken_at == datetime(2026, 1, 5, 10, 15, tzinfo=timezone(timedelta(hours=1)))
+    assert [s.fvc_l for s in sessions if s.posture == "sitting"] == [3.20, 2.95, 2.61]  # declining FVC
+
+
+def test_spirometry_minimal_columns_and_naive_time() -> None:
+    (session,) = parse_bytes(b"patient_id,taken_at\nP9,2026-03-01T09:00:00\n", "s.csv", tz="America/New_York")
+    assert session.fvc_l is None and session.taken_at.utcoffset() == timedelta(hours=-5)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("P1,2026-03-01T09:00:00Z,abc,40,sitting", r"^s\.csv: line 2: column fvc_l: not a number$"),
+        ("P1,2026-03-01T09:00:00Z,12.5,40,sitting", r"line 2: column fvc_l: Input should be less than or equal to 10"),
+        ("P1,yesterday,2.5,40,sitting", r"line 2: column taken_at: not an ISO 8601 date-time"),
+        ("P1,2026-03-01T09:00:00Z,2.5,40,lying", r"line 2: column posture: Input should be 'sitting' or 'supine'"),
+        ("P1,2026-03-01T09:00:00Z,2.5", r"line 2: expected 5 columns, found 3"),
+    ],
+)
+def test_spirometry_errors_name_line_and_column(row: str, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        parse_bytes(f"{SPIRO_HEADER}\n{row}\n".encode(), "s.csv")
+
+
+def test_spirometry_header_errors() -> None:
+    with pytest.raises(ParseError, match=r"line 1: wrong header: unknown column 'fvc'"):
+        parse_bytes(b"patient_id,taken_at,fvc\nP1,2026-03-01T09:00:00Z,2\n", "s.csv", fmt="spirometry_csv")
+    with pytest.raises(ParseError, match=r"line 1: wrong header: required column 'taken_at' missing"):
+        parse_bytes(b"patient_id,fvc_l\nP1,2\n", "s.csv", fmt="spirometry_csv")
+
+
+def test_patient_mismatch_is_refused() -> None:
+    with pytest.raises(ParseError, match="line 2: patient id in file does not match"):
+        parse_bytes(SPIRO, "spirometry.csv", patient_id="ALS-999")
+
+
+def test_niv_nights() -> None:
+    nights = parse_bytes(NIV, "niv.csv")
+    assert all(isinstance(n, NivNight) for n in nights) and len(nights) == 4
+    assert nights[2].night_date == date(2026, 3, 3) and nights[2].leak_p95_lpm == 31.0 and nights[2].ahi == 9.5
+    assert nights[2].spo2_mean is None
+    assert nights[3].usage_hours == 0  # a night without use is data, not an error
+    assert nights[0].pct_spont_triggered == 88 and nights[0].tidal_volume_ml == 420
+
+
+def test_niv_errors() -> None:
+    header = NIV.splitlines()[0].decode()
+    with pytest.raises(ParseError, match=r"line 2: column usage_hours: Input should be less than or equal to 24"):
+        parse_bytes(f"{header}\nP1,2026-03-01,25,,,,,,,,\n".encode(), "n.csv")
+    with pytest.raises(ParseError, match=r"line 2: column night_date: not an ISO 8601 date"):
+        parse_bytes(f"{header}\nP1,01/03/2026,5,,,,,,,,\n".encode(), "n.csv")
+    with pytest.raises(ParseError, match=r"line 2: column ahi: not a number"):
+        parse_bytes(f"{header}\nP1,2026-03-01,5,,high,,,,,,\n".encode(), "n.csv")
+
+
+def test_generic_oximetry() -> None:
+    (night,) = parse_bytes(OXI, "oxi.csv", patient_id="ALS-001")
+    assert isinstance(night, OximetryNight)
+    assert night.interval_s == 1.0 and night.duration_s == 1800
+    assert night.start == datetime(2026, 3, 11, 23, 30, tzinfo=timezone(timedelta(hours=1)))  # offset kept
+    assert night.spo2[900] is None and min(v for v in night.spo2 if v is not None) == 94
+
+
+def test_generic_oximetry_any_fixed_rate_and_gaps() -> None:
+    rows = [f"2026-03-11T23:30:{s:02d}.500,{95},{60}" for s in (0, 5, 10, 20)]
+    (night,) = parse_bytes(("timestamp,spo2,pulse\n" + "\n".join(rows)).encode(), "o.csv", patient_id="P1")
+    assert night.interval_s == 5.0 and night.spo2 == [95, 95, 95, None, 95]
+
+
+def test_generic_oximetry_irregular_spacing() -> None:
+    rows = ["2026-03-11T23:30:00Z,95,60", "2026-03-11T23:30:04Z,95,60", "2026-03-11T23:30:08Z,95,60",
+            "2026-03-11T23:30:14Z,95,60"]  # fmt: skip
+    with pytest.raises(ParseError, match=r"^o\.csv: line 5: irregular sample spacing \(6 s, expected 4 s\)$"):
+        parse_bytes(("timestamp,spo2,pulse\n" + "\n".join(rows)).encode(), "o.csv", patient_id="P1")
+
+
+def test_generic_oximetry_requires_patient() -> None:
+    with pytest.raises(ParseError, match="patient id required for oximetry_csv"):
+        parse_bytes(OXI, "oxi.csv")

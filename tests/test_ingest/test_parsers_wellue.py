@@ -1,0 +1,139 @@
+"""Wellue/Viatom oximeters: O2Ring and Checkme CSV exports and the O2Ring binary (synthetic, known values)."""
+
+from __future__ import annotations
+
+import struct
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from ingest_testlib import SYN
+
+from ingest.parsers import ParseError, detect_format, parse_bytes
+from schemas import OximetryNight
+
+PID = "ALS-001"
+PARIS = ZoneInfo("Europe/Paris")
+O2RING_CSV = SYN / "O2Ring_20260308223000.csv"
+CHECKME_CSV = SYN / "Checkme_O2_Max_20260309230000.csv"
+AMPM_CSV = SYN / "O2Ring_ampm_20260309.csv"
+O2RING_BIN = SYN / "O2Ring_20260310223000.bin"
+HEADER = "Time,Oxygen Level,Pulse Rate,Motion,O2 Reminder,PR Reminder"
+
+
+def _one(data: bytes, name: str = "night.csv", **kw: object) -> OximetryNight:
+    (night,) = parse_bytes(data, name, patient_id=PID, tz="Europe/Paris", **kw)
+    assert isinstance(night, OximetryNight)
+    return night
+
+
+def _csv(*rows: str) -> bytes:
+    return ("\n".join([HEADER, *rows]) + "\n").encode()
+
+
+def _valid(values: list[float | None]) -> list[float]:
+    return [v for v in values if v is not None]
+
+
+def test_o2ring_8h_night_across_midnight() -> None:
+    night = _one(O2RING_CSV.read_bytes(), O2RING_CSV.name)
+    assert night.interval_s == 4.0  # inferred from the timestamps
+    assert night.start == datetime(2026, 3, 8, 22, 30, tzinfo=PARIS)
+    assert night.duration_s == 8 * 3600
+    assert min(_valid(night.spo2)) == 83  # the synthetic nadir
+    assert night.spo2.count(None) == 25  # 10 rows of '--' at 01:50 and 15 at the end (finger off)
+    assert night.spo2[3000:3010] == [None] * 10 and night.pulse[-1] is None
+    assert 55 <= min(_valid(night.pulse)) and max(_valid(night.pulse)) <= 75
+    assert night.motion is not None and len(night.motion) == 7200
+    assert night.device_model == "O2Ring" and night.source == "wellue_csv"
+
+
+def test_checkme_2s() -> None:
+    night = _one(CHECKME_CSV.read_bytes(), CHECKME_CSV.name)
+    assert night.interval_s == 2.0 and night.duration_s == 2 * 3600
+    assert min(_valid(night.spo2)) == 86 and None not in night.spo2
+    assert night.device_model == "Checkme O2 Max"
+
+
+def test_ampm_dialect_quoted_and_unquoted() -> None:
+    night = _one(AMPM_CSV.read_bytes(), AMPM_CSV.name)
+    assert night.start == datetime(2026, 3, 9, 23, 50, tzinfo=PARIS)
+    assert night.interval_s == 4.0 and len(night.spo2) == 450  # crosses midnight (12:xx AM next day)
+    unquoted = AMPM_CSV.read_bytes().replace(b'"', b"")
+    assert _one(unquoted, AMPM_CSV.name) == night
+
+
+def test_no_reading_codes_become_none() -> None:
+    data = _csv(
+        "00:00:00 Mar 09 2026,0,60,0,0,0",
+        "00:00:04 Mar 09 2026,127,255,0,0,0",
+        "00:00:08 Mar 09 2026,255,61,0,0,0",
+        "00:00:12 Mar 09 2026,93,62,0,0,0",
+    )
+    night = _one(data)
+    assert night.spo2 == [None, None, None, 93.0]
+    assert night.pulse == [60.0, None, 61.0, 62.0]
+
+
+def test_missing_rows_become_gaps() -> None:
+    night = _one(_csv("00:00:00 Mar 09 2026,95,60,0,0,0", "00:00:04 Mar 09 2026,95,60,0,0,0",
+                      "00:00:16 Mar 09 2026,94,60,0,0,0"))  # fmt: skip
+    assert night.spo2 == [95, 95, None, None, 94]
+    assert night.motion is None  # cannot invent motion for the missing rows
+
+
+def test_all_invalid_is_an_error() -> None:
+    data = _csv("00:00:00 Mar 09 2026,--,--,0,0,0", "00:00:04 Mar 09 2026,0,0,0,0,0")
+    with pytest.raises(ParseError, match=r"^night\.csv: no valid SpO2 samples$"):
+        _one(data)
+
+
+def test_timestamps_going_backwards() -> None:
+    data = _csv("23:59:56 Mar 08 2026,95,60,0,0,0", "00:00:00 Mar 09 2026,95,60,0,0,0",
+                "00:00:04 Mar 09 2026,95,60,0,0,0", "00:00:00 Mar 09 2026,95,60,0,0,0")  # fmt: skip
+    with pytest.raises(ParseError, match=r"^night\.csv: line 5: timestamp goes backwards"):
+        _one(data)
+
+
+def test_non_numeric_cell() -> None:
+    data = _csv("00:00:00 Mar 09 2026,95,60,0,0,0", "00:00:04 Mar 09 2026,9x5,60,0,0,0")
+    with pytest.raises(ParseError, match=r"^night\.csv: line 3: column Oxygen Level: not a number$"):
+        _one(data)
+
+
+def test_wrong_header() -> None:
+    with pytest.raises(ParseError, match=r"line 1: wrong header"):
+        _one(b"Zeit,Sauerstoff,Puls\n00:00:00 Mar 09 2026,95,60\n", fmt="o2ring_csv")
+
+
+def test_bad_timestamp() -> None:
+    with pytest.raises(ParseError, match=r"line 2: column Time: unrecognised timestamp"):
+        _one(_csv("2026-03-09 00:00:00,95,60,0,0,0", "2026-03-09 00:00:04,95,60,0,0,0"))
+
+
+def test_patient_id_required() -> None:
+    with pytest.raises(ParseError, match="patient id required for o2ring_csv"):
+        parse_bytes(CHECKME_CSV.read_bytes(), CHECKME_CSV.name)
+
+
+def test_o2ring_binary() -> None:
+    assert detect_format(O2RING_BIN.name, O2RING_BIN.read_bytes()) == "o2ring_bin"
+    night = _one(O2RING_BIN.read_bytes(), O2RING_BIN.name)
+    assert night.start == datetime(2026, 3, 10, 22, 30, tzinfo=PARIS)
+    assert night.interval_s == 4.0 and night.duration_s == 6 * 3600
+    assert min(_valid(night.spo2)) == 85
+    assert night.spo2[-10:] == [None] * 10 and night.pulse[-10:] == [None] * 10  # 0xFF / 0xFFFF records
+    assert night.motion is not None and night.source == "o2ring_bin"
+
+
+def test_o2ring_binary_errors() -> None:
+    raw = O2RING_BIN.read_bytes()
+    with pytest.raises(ParseError, match=r"^ring\.bin: byte 27035: truncated record"):
+        _one(raw[:-2], "ring.bin", fmt="o2ring_bin")
+    with pytest.raises(ParseError, match=r"byte 0: unsupported O2Ring file version 4"):
+        _one(struct.pack("<H", 4) + raw[2:], "ring.bin", fmt="o2ring_bin")
+    with pytest.raises(ParseError, match="truncated: 12 bytes"):
+        _one(raw[:12], "ring.bin", fmt="o2ring_bin")
+    invalid_only = raw[:40] + struct.pack("<BHBB", 0xFF, 0xFFFF, 0, 0) * 3
+    with pytest.raises(ParseError, match="no valid SpO2 samples"):
+        _one(invalid_only, "ring.bin")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from psycopg_pool import ConnectionPool
 
 from ingest.devices import Device
-from ingest.parsers import ParseError, detect_format, parse_bytes
+from ingest.parsers import ParseError, PatientMismatch, detect_format, parse_bytes
 from ingest.publisher import Publisher
 from schemas import Envelope
 
@@ -54,6 +54,8 @@ def handle_upload(pool: ConnectionPool, publisher: Publisher, upload: Upload) ->
         fmt = upload.fmt or detect_format(upload.filename or "upload", upload.body)
         records = parse_bytes(upload.body, upload.filename or "upload", fmt=fmt,
                               patient_id=upload.device.patient_id)
+    except PatientMismatch as error:
+        return _reject(pool, publisher, upload, upload_id, fmt, 403, "forbidden", str(error))
     except ParseError as error:
         return _reject(pool, publisher, upload, upload_id, fmt, 422, "rejected", str(error))
     foreign = [r for r in records if r.patient_id != upload.device.patient_id]

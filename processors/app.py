@@ -53,7 +53,7 @@ measurements = app.topic(settings.measurements_topic, key_serializer="raw", valu
 deadletter = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
 findings_topic = app.topic(settings.findings_topic, key_serializer="raw", value_serializer="raw")
 histories = app.Table("patient-history", default=None, partitions=settings.topic_partitions,
-                      key_serializer="json", value_serializer="json")
+                      key_type=str, value_type=dict)
 
 RULES = load_rules(settings.rules_file, settings.rules_overrides)
 _pool: AsyncConnectionPool | None = None

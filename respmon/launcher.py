@@ -34,7 +34,11 @@ def service(command: list[str], env: dict[str, str], health_url: str, log_path: 
         proc = subprocess.Popen([sys.executable, "-m", "respmon", *command], env={**os.environ, **env},
                                 stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        wait_http(health_url, timeout_s, proc)
+        try:
+            wait_http(health_url, timeout_s, proc)
+        except (RuntimeError, TimeoutError) as error:
+            tail = log_path.read_text(errors="replace").splitlines()[-25:]
+            raise RuntimeError(f"{' '.join(command)} did not start: {error}\n" + "\n".join(tail)) from None
         yield proc
     finally:
         stop(proc)

@@ -4,6 +4,7 @@
 import os
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,8 +54,8 @@ def stack_env(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     from respmon.settings import get_settings
 
     get_settings.cache_clear()
-    subprocess.run(["python", "-m", "respmon", "migrate"], check=True, env={**saved, **env}, cwd=ROOT)
-    subprocess.run(["python", "-m", "respmon", "topics"], check=True, env={**saved, **env}, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "respmon", "migrate"], check=True, env={**saved, **env}, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "respmon", "topics"], check=True, env={**saved, **env}, cwd=ROOT)
     yield env
     os.environ.clear()
     os.environ.update(saved)

@@ -21,10 +21,11 @@ from ingest.parsers import fhir, generic_csv, resmed, wellue
 from ingest.parsers.alsfrs import parse_alsfrs_json
 from ingest.parsers.common import Context, Parser, resolve_tz
 from ingest.parsers.detect import FORMATS, detect_format
-from ingest.parsers.errors import ParseError
+from ingest.parsers.errors import ParseError, PatientMismatch
 from ingest.parsers.spirometry import parse_spirometry_json
 
 __all__ = [
+    "PatientMismatch",
     "FORMATS",
     "ParseError",
     "detect_format",

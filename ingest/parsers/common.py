@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ValidationError
 
-from ingest.parsers.errors import ParseError
+from ingest.parsers.errors import ParseError, PatientMismatch
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -47,7 +47,7 @@ class Context:
                 return self.patient_id.strip()
             raise self.error("patient_id missing", where)
         if self.patient_id and file_pid.strip() != self.patient_id.strip():
-            raise self.error("patient id in file does not match the upload's patient id", where)
+            raise PatientMismatch(self.filename, "patient id in file does not match the upload's patient id", where)
         return file_pid.strip()
 
 

@@ -17,3 +17,7 @@ class ParseError(ValueError):
         self.where = where
         text = f"{file}: {where}: {reason}" if where else f"{file}: {reason}"
         super().__init__(" ".join(text.split()))
+
+
+class PatientMismatch(ParseError):
+    """The file names a different patient than the one the upload is for (ingest answers 403)."""

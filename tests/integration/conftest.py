@@ -32,13 +32,12 @@ class Pipeline:
             return provision(conn, device_id, patient_id)
 
     def upload(self, token: str | None, body: bytes | str, content_type: str = "application/json",
-               **kwargs: object) -> httpx.Response:
-        headers = {"Content-Type": content_type}
+               headers: dict[str, str] | None = None, **params: str) -> httpx.Response:
+        """POST an upload; keyword arguments become query parameters (filename, format)."""
+        sent = {"Content-Type": content_type, **(headers or {})}
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        headers.update(kwargs.pop("headers", {}) or {})  # type: ignore[arg-type]
-        return httpx.post(f"{self.ingest_url}/v1/uploads", content=body, headers=headers, timeout=30,
-                          **kwargs)  # type: ignore[arg-type]
+            sent["Authorization"] = f"Bearer {token}"
+        return httpx.post(f"{self.ingest_url}/v1/uploads", content=body, headers=sent, params=params, timeout=30)
 
 
 @pytest.fixture(scope="session")

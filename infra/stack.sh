@@ -18,9 +18,7 @@ PG_USER="${RESPMON_PG_USER:-respmon}"
 PG_PASSWORD="${RESPMON_PG_PASSWORD:-respmon}"
 
 KAFKA_DIR="$STACK_DIR/kafka"
-PG_DATA="$STACK_DIR/pg/data"
-PG_RUN="$STACK_DIR/pg/run"
-PG_LOG="$STACK_DIR/pg/postgres.log"
+PG_HOME="$STACK_DIR/pg"
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 
@@ -127,18 +125,28 @@ pg_bin() {
   echo "$dir"
 }
 
-# PostgreSQL refuses to run as root: run its commands as the 'postgres' system user then.
+# PostgreSQL refuses to run as root: run its commands as the 'postgres' system user then. That user
+# must reach the data folder; when the checkout sits under a private folder (e.g. /root), the
+# cluster lives under /var/tmp in a folder named after this checkout instead.
+pg_dirs() {
+  if [[ $(id -u) -eq 0 ]] && id postgres >/dev/null 2>&1 && ! runuser -u postgres -- test -x "$STACK_DIR" 2>/dev/null; then
+    PG_HOME="/var/tmp/respmon-pg-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
+  fi
+  PG_DATA="$PG_HOME/data"; PG_RUN="$PG_HOME/run"; PG_LOG="$PG_HOME/postgres.log"
+}
+
 as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 pg_ready() { as_pg "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 
 pg_start() {
   PG_BIN=$(pg_bin)
-  mkdir -p "$PG_RUN"
   if [[ $(id -u) -eq 0 ]]; then
     id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postgres
-    chown -R postgres "$STACK_DIR/pg"
   fi
+  pg_dirs
+  mkdir -p "$PG_RUN"
+  if [[ $(id -u) -eq 0 ]]; then chown -R postgres "$PG_HOME"; fi
   if [[ ! -f "$PG_DATA/PG_VERSION" ]]; then
     log "creating PostgreSQL cluster in $PG_DATA"
     local pwfile; pwfile=$(mktemp); echo "$PG_PASSWORD" > "$pwfile"; chmod 644 "$pwfile"
@@ -158,6 +166,7 @@ pg_start() {
 }
 
 pg_stop() {
+  pg_dirs
   [[ -f "$PG_DATA/postmaster.pid" ]] || return 0
   PG_BIN=$(pg_bin)
   log "stopping postgres"
@@ -178,6 +187,7 @@ apply_schema() {
 
 status() {
   local ok=0
+  pg_dirs
   if kafka_pid >/dev/null && port_open "$KAFKA_PORT"; then echo "kafka:    running (pid $(kafka_pid), 127.0.0.1:$KAFKA_PORT)"; else echo "kafka:    stopped"; ok=1; fi
   PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
   if [[ -n "$PG_BIN" ]] && pg_ready 2>/dev/null; then echo "postgres: running (127.0.0.1:$PG_PORT, data $PG_DATA)"; else echo "postgres: stopped"; ok=1; fi
@@ -188,6 +198,6 @@ case "${1:-}" in
   start) mkdir -p "$STACK_DIR"; pg_start; kafka_start; [[ "${2:-}" == "--no-schema" ]] || apply_schema; status ;;
   stop) kafka_stop; pg_stop; status || true ;;
   status) status ;;
-  clean) kafka_stop; pg_stop; rm -rf "$STACK_DIR"; log "removed $STACK_DIR" ;;
+  clean) kafka_stop; pg_stop; rm -rf "$STACK_DIR" "$PG_HOME"; log "removed $STACK_DIR $PG_HOME" ;;
   *) echo "usage: $0 start [--no-schema] | stop | status | clean" >&2; exit 2 ;;
 esac

@@ -3,6 +3,8 @@
 import argparse
 import sys
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time
+from pathlib import Path
 
 from respmon.settings import get_settings
 
@@ -60,6 +62,78 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo()
 
 
+def cmd_parse(args: argparse.Namespace) -> int:
+    """Print canonical records as JSON lines; a bad file is one clear line on stderr, never a traceback."""
+    from ingest.parsers import ParseError, parse_path
+
+    failed = 0
+    for path in args.files:
+        try:
+            records = parse_path(Path(path), patient_id=args.patient, fmt=args.format, tz=args.tz)
+        except ParseError as error:
+            print(f"respmon parse: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        for record in records:
+            print(record.model_dump_json() if args.json else _summary(path, record))
+    return 1 if failed else 0
+
+
+def _summary(path: str, record: object) -> str:
+    data = record.model_dump(exclude={"spo2", "pulse", "motion"})  # type: ignore[attr-defined]
+    return f"{path}: {data['kind']} " + " ".join(f"{k}={v}" for k, v in data.items() if v is not None
+                                                 and k not in ("kind", "schema_version"))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run the same metrics, trends and rules as the stream over history files, print findings."""
+    from ingest.parsers import ParseError
+    from processors.rules.evaluator import evaluate_files, findings_to_jsonl
+    from processors.rules.loader import RulesError
+
+    try:
+        findings = evaluate_files(args.files, rules_path=args.rules, overrides=args.overrides,
+                                  as_of=_as_of(args.as_of), patient_id=args.patient)
+    except (ParseError, RulesError, ValueError) as error:
+        print(f"respmon evaluate: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.write(findings_to_jsonl(findings))
+    else:
+        for f in findings:
+            print(f"{f.at:%Y-%m-%d %H:%M} {f.patient_id} {f.state:<8} {f.severity:<6} {f.category:<13} {f.rule_id}")
+    return 0
+
+
+def _as_of(text: str | None) -> datetime | None:
+    """`--as-of 2026-06-01` means the end of that day (UTC); a full ISO timestamp is taken as given."""
+    if text is None:
+        return None
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(23, 59, 59), UTC)
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--as-of {text!r}: expected a date YYYY-MM-DD or an ISO 8601 timestamp") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from ingest.backfill import backfill
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"respmon backfill: {folder}: not a folder", file=sys.stderr)
+        return 1
+    settings = get_settings()
+    url = args.url or f"http://{settings.ingest_host}:{settings.ingest_port}"
+    outcomes, problems = backfill(folder, url, args.token, progress=not args.quiet)
+    print(f"accepted {outcomes['accepted']}, duplicate {outcomes['duplicate']}, rejected {outcomes['rejected']}")
+    for line in problems:
+        print(f"  rejected {line}")
+    return 1 if outcomes["rejected"] else 0
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "migrate": (cmd_migrate, "apply pending database migrations (safe to run twice)"),
     "topics": (cmd_topics, "create the Kafka topics (safe to run twice)"),
@@ -78,6 +152,30 @@ def build_parser() -> argparse.ArgumentParser:
     device.add_argument("device_id")
     device.add_argument("patient_id")
     device.set_defaults(func=cmd_device_add)
+
+    parse = sub.add_parser("parse", help="parse device exports and print canonical records")
+    parse.add_argument("files", nargs="+", metavar="FILE", help="export files or ResMed SD-card folders")
+    parse.add_argument("--json", action="store_true", help="one JSON record per line, with a `kind` field")
+    parse.add_argument("--patient", help="patient id for files that carry none (oximeters, EDF)")
+    parse.add_argument("--format", help="skip detection and read the files as this format")
+    parse.add_argument("--tz", default="UTC", help="time zone of device clocks without one (default UTC)")
+    parse.set_defaults(func=cmd_parse)
+
+    evaluate = sub.add_parser("evaluate", help="run the rules over history files, print findings")
+    evaluate.add_argument("files", nargs="+", metavar="FILE")
+    evaluate.add_argument("--json", action="store_true", help="findings as JSON lines")
+    evaluate.add_argument("--rules", help="rules file (default: the packaged default.yaml)")
+    evaluate.add_argument("--overrides", help="site overrides file")
+    evaluate.add_argument("--as-of", dest="as_of", help="evaluate as if today were this date")
+    evaluate.add_argument("--patient", help="patient id for files that carry none")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    backfill = sub.add_parser("backfill", help="send a folder of exports through the ingest service")
+    backfill.add_argument("folder")
+    backfill.add_argument("--url", default=None, help="ingest base URL (default: from settings)")
+    backfill.add_argument("--token", required=True, help="the device's bearer token")
+    backfill.add_argument("--quiet", action="store_true", help="no progress bar")
+    backfill.set_defaults(func=cmd_backfill)
     return parser
 
 

@@ -21,12 +21,12 @@ from pydantic import ValidationError
 from alerts.dispatcher import dispatch_due
 from alerts.lifecycle import apply_finding
 from processors import store, telemetry
-from processors.rules.evaluator import step
+from processors.rules.evaluator import step, tick
 from processors.rules.history import PatientHistory
 from processors.rules.loader import load_rules
 from processors.transport import use_idempotent_producer
 from respmon.settings import get_settings
-from schemas import Envelope, Finding
+from schemas import Envelope, Finding, Tick
 
 log = logging.getLogger("respmon.worker")
 settings = get_settings()
@@ -74,27 +74,49 @@ async def process_measurements(stream: faust.StreamT) -> None:
 
 
 async def handle(key: bytes | None, value: bytes) -> None:
+    if value.startswith(b'{"tick_at"') and key:
+        await handle_tick(key.decode(), Tick.model_validate_json(value))
+        return
     try:
         env = Envelope.model_validate_json(value)
     except ValidationError as error:
         await _deadletter(key, value, f"invalid envelope: {error.error_count()} error(s), first at "
                                        f"{'.'.join(map(str, error.errors()[0]['loc']))}")
         return
-    patient = env.patient_id
-    history = PatientHistory.from_dict(histories[patient]) if histories.get(patient) else PatientHistory(patient)
-    findings = [f.model_copy(update={"upload_id": env.upload_id, "received_at": env.received_at})
-                for f in step(history, env.record, RULES)]
-    await _write(env, findings)
-    histories[patient] = history.to_dict()
+    history = _history(env.patient_id)
+    findings = step(history, env, RULES)
+    await _write(findings, env)
+    histories[env.patient_id] = history.to_dict()
     telemetry.EVENTS_PROCESSED.labels(settings.measurements_topic, env.record.kind, "ok").inc()
-    for finding in findings:
-        telemetry.FINDINGS.labels(finding.category, finding.severity, finding.state).inc()
-        await findings_topic.send(key=patient.encode(), value=finding.model_dump_json().encode())
+    await _publish_findings(env.patient_id, findings)
     if findings:
         telemetry.UPLOAD_TO_FINDING.observe((datetime.now(UTC) - env.received_at).total_seconds())
 
 
-async def _write(env: Envelope, findings: list[Finding]) -> None:
+async def handle_tick(patient: str, t: Tick) -> None:
+    """Time-based rules for a patient with no new record (e.g. no upload for 3 nights)."""
+    if not histories.get(patient):
+        return
+    history = _history(patient)
+    findings = tick(history, RULES, t.tick_at)
+    await _write(findings)
+    histories[patient] = history.to_dict()
+    telemetry.EVENTS_PROCESSED.labels(settings.measurements_topic, "tick", "ok").inc()
+    await _publish_findings(patient, findings)
+
+
+def _history(patient: str) -> PatientHistory:
+    stored = histories.get(patient)
+    return PatientHistory.from_dict(stored) if stored else PatientHistory(patient)
+
+
+async def _publish_findings(patient: str, findings: list[Finding]) -> None:
+    for finding in findings:
+        telemetry.FINDINGS.labels(finding.category, finding.severity, finding.state).inc()
+        await findings_topic.send(key=patient.encode(), value=finding.model_dump_json().encode())
+
+
+async def _write(findings: list[Finding], env: Envelope | None = None) -> None:
     """One transaction per event, retried with backoff until PostgreSQL takes it (never skipped)."""
     delay = 0.5
     while True:
@@ -102,7 +124,8 @@ async def _write(env: Envelope, findings: list[Finding]) -> None:
             p = await pool()
             with telemetry.DB_WRITE_SECONDS.time():
                 async with p.connection() as conn, conn.transaction():
-                    await store.store_record(conn, env)
+                    if env is not None:
+                        await store.store_record(conn, env)
                     for finding in findings:
                         await store.store_finding(conn, finding)
                         if await apply_finding(conn, finding, settings) is not None:
@@ -110,7 +133,7 @@ async def _write(env: Envelope, findings: list[Finding]) -> None:
             return
         except Exception as error:  # noqa: BLE001 - any DB failure is retried, the event is not lost
             telemetry.DB_ERRORS.labels("write").inc()
-            log.warning("database write failed, retrying", extra={"upload_id": env.upload_id,
+            log.warning("database write failed, retrying", extra={"upload_id": env and env.upload_id,
                                                                   "error": type(error).__name__,
                                                                   "retry_in_s": delay})
             await asyncio.sleep(delay)
@@ -134,6 +157,14 @@ async def dispatch_alerts() -> None:
     except Exception as error:  # noqa: BLE001
         telemetry.DB_ERRORS.labels("dispatch").inc()
         log.warning("dispatch round failed", extra={"error": type(error).__name__})
+
+
+@app.timer(interval=settings.tick_interval_s)
+async def tick_patients() -> None:
+    """Ask for a re-evaluation of every patient whose state lives on this worker's partitions."""
+    now = Tick(tick_at=datetime.now(UTC)).model_dump_json().encode()
+    for patient in list(histories.keys()):
+        await measurements.send(key=patient.encode(), value=now)
 
 
 @app.page("/metrics")

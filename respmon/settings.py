@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     worker_data_dir: Path = Path(".stack/worker")
     rules_file: Path | None = None
     rules_overrides: Path | None = None
+    tick_interval_s: float = 3600.0  # re-evaluation of time-based rules (missing uploads, overdue tests)
 
     # alert delivery
     webhook_url: str | None = None

@@ -6,7 +6,7 @@ changes meaning; consumers accept the versions they know.
 """
 
 from schemas.alsfrs import AlsfrsR
-from schemas.envelope import Envelope, RecordKind
+from schemas.envelope import Envelope, RecordKind, Tick
 from schemas.findings import Finding, Severity
 from schemas.niv import NivNight
 from schemas.oximetry import OximetryNight
@@ -21,4 +21,5 @@ __all__ = [
     "RecordKind",
     "Severity",
     "SpirometrySession",
+    "Tick",
 ]

@@ -29,3 +29,13 @@ class Envelope(BaseModel):
     @property
     def patient_id(self) -> str:
         return self.record.patient_id
+
+
+class Tick(BaseModel):
+    """Asks the worker to re-evaluate one patient at `at` with no new record, for time-based rules
+    (no upload for N nights, lung tests overdue). Sent on the measurements topic, keyed by patient,
+    so it is ordered with that patient's records and handled where the patient's state lives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tick_at: AwareDatetime

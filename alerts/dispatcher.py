@@ -5,14 +5,16 @@ run side by side without sending the same delivery twice; the receiver also gets
 `Idempotency-Key` header to drop a resend after a crash between its 2xx and our commit.
 """
 
+import asyncio
 import json
 import logging
+import smtplib
 from datetime import UTC, datetime
 
 import httpx
 from psycopg import AsyncConnection
 
-from alerts import metrics
+from alerts import email, metrics
 from alerts.signing import HEADER, sign
 from respmon.settings import Settings
 
@@ -69,6 +71,8 @@ async def dispatch_due(conn: AsyncConnection, client: httpx.AsyncClient, setting
 
 async def _send(client: httpx.AsyncClient, channel: str, target: str, key: str, payload: dict[str, object],
                 settings: Settings) -> tuple[bool, int | None, str | None]:
+    if channel == "email":
+        return await _send_email(target, payload, settings)
     if channel != "webhook":
         return False, None, f"unknown channel {channel}"
     body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
@@ -84,3 +88,13 @@ async def _send(client: httpx.AsyncClient, channel: str, target: str, key: str, 
     if 200 <= response.status_code < 300:
         return True, response.status_code, None
     return False, response.status_code, f"HTTP {response.status_code}"
+
+
+async def _send_email(target: str, payload: dict[str, object], settings: Settings
+                      ) -> tuple[bool, int | None, str | None]:
+    message = email.build_message(payload, target, settings)
+    try:
+        await asyncio.to_thread(email.send, message, settings)
+    except (OSError, smtplib.SMTPException) as error:
+        return False, None, type(error).__name__
+    return True, None, None

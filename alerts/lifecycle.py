@@ -6,12 +6,17 @@ nothing and queues nothing (the delivery idempotency key is derived from the ale
 """
 
 import json
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from alerts.routing import Route, routing_for
 from respmon.settings import Settings
 from schemas import Finding
+from schemas.findings import SEVERITY_ORDER
+
+SEVERITIES = sorted(SEVERITY_ORDER, key=SEVERITY_ORDER.__getitem__)
 
 DISCLAIMER = (
     "Decision support for the respiratory team, not an order: review the evidence and the patient "
@@ -31,12 +36,16 @@ async def apply_finding(conn: AsyncConnection, finding: Finding, settings: Setti
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (patient_id, rule_id) WHERE status <> 'resolved' DO UPDATE SET"
             " severity = EXCLUDED.severity, evidence = EXCLUDED.evidence, rule_version = EXCLUDED.rule_version,"
-            " finding_at = EXCLUDED.finding_at, updated_at = now(),"
-            " upload_received_at = EXCLUDED.upload_received_at"
+            " finding_at = EXCLUDED.finding_at, updated_at = now(), notified_at = now(), escalated_at = NULL,"
+            " upload_received_at = EXCLUDED.upload_received_at,"
+            # a worse severity needs a fresh acknowledgement; a milder one keeps the team's acknowledgement
+            " status = CASE WHEN array_position(%s::text[], EXCLUDED.severity)"
+            " > array_position(%s::text[], alerts.severity) THEN 'open' ELSE alerts.status END"
             " WHERE alerts.severity <> EXCLUDED.severity AND alerts.finding_at < EXCLUDED.finding_at"
             " RETURNING alert_id, (xmax = 0) AS created",
             (finding.patient_id, finding.rule_id, finding.rule_version, finding.category, finding.severity,
-             Jsonb(finding.evidence), finding.action, finding.citation, finding.at, finding.received_at),
+             Jsonb(finding.evidence), finding.action, finding.citation, finding.at, finding.received_at,
+             SEVERITIES, SEVERITIES),
         )
     ).fetchone()
     if row is None:
@@ -46,14 +55,16 @@ async def apply_finding(conn: AsyncConnection, finding: Finding, settings: Setti
         "INSERT INTO alert_events (alert_id, actor, action, note, finding_at) VALUES (%s, 'rules', %s, %s, %s)",
         (alert_id, "opened" if created else f"severity:{finding.severity}", finding.rule_version, finding.at),
     )
-    await _queue_deliveries(conn, alert_id, finding, settings)
+    await queue_deliveries(conn, alert_id, finding_payload(alert_id, finding, settings),
+                           routing_for(settings).notify_routes(finding.category, finding.severity), "notify")
     return int(alert_id)
 
 
 async def _resolve(conn: AsyncConnection, finding: Finding) -> None:
     row = await (
         await conn.execute(
-            "UPDATE alerts SET status = 'resolved', updated_at = now() WHERE patient_id = %s AND rule_id = %s"
+            "UPDATE alerts SET status = 'resolved', updated_at = now(), resolved_at = now()"
+            " WHERE patient_id = %s AND rule_id = %s"
             " AND status <> 'resolved' AND finding_at <= %s RETURNING alert_id",
             (finding.patient_id, finding.rule_id, finding.at),
         )
@@ -65,7 +76,7 @@ async def _resolve(conn: AsyncConnection, finding: Finding) -> None:
         )
 
 
-def alert_payload(alert_id: int, finding: Finding, settings: Settings) -> dict[str, object]:
+def finding_payload(alert_id: int, finding: Finding, settings: Settings) -> dict[str, Any]:
     """The message every channel carries: enough to act on without opening another system."""
     return {
         "alert_id": alert_id,
@@ -83,14 +94,18 @@ def alert_payload(alert_id: int, finding: Finding, settings: Settings) -> dict[s
     }
 
 
-async def _queue_deliveries(conn: AsyncConnection, alert_id: int, finding: Finding, settings: Settings) -> None:
-    if not settings.webhook_url:
-        return
-    payload = alert_payload(alert_id, finding, settings)
-    key = f"alert-{alert_id}-{finding.severity}-{finding.at.isoformat()}-webhook"
-    payload["idempotency_key"] = key
-    await conn.execute(
-        "INSERT INTO deliveries (alert_id, channel, target, idempotency_key, payload)"
-        " VALUES (%s, 'webhook', %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING",
-        (alert_id, settings.webhook_url, key, Jsonb(json.loads(json.dumps(payload, default=str)))),
-    )
+async def queue_deliveries(conn: AsyncConnection, alert_id: int, payload: dict[str, Any], routes: list[Route],
+                           kind: str) -> int:
+    """One outbox row per route; the idempotency key names the alert change, so a replay queues nothing."""
+    queued = 0
+    for route in routes:
+        key = f"alert-{alert_id}-{payload['severity']}-{payload['finding_at']}-{kind}-{route.name}"
+        message = {**payload, "kind": kind, "route": route.name, "team": route.team, "idempotency_key": key}
+        cur = await conn.execute(
+            "INSERT INTO deliveries (alert_id, channel, target, idempotency_key, payload, route, kind)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING",
+            (alert_id, route.channel, route.target, key, Jsonb(json.loads(json.dumps(message, default=str))),
+             route.name, kind),
+        )
+        queued += cur.rowcount
+    return queued

@@ -19,7 +19,9 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from alerts.dispatcher import dispatch_due
+from alerts.escalation import escalate_due
 from alerts.lifecycle import apply_finding
+from processors import lag
 from processors import store, telemetry
 from processors.rules.evaluator import step, tick
 from processors.rules.history import PatientHistory
@@ -159,6 +161,18 @@ async def dispatch_alerts() -> None:
         log.warning("dispatch round failed", extra={"error": type(error).__name__})
 
 
+@app.timer(interval=settings.escalation_check_s)
+async def escalate_alerts() -> None:
+    """Re-send open alerts nobody acknowledged in time to the escalation routes."""
+    try:
+        p = await pool()
+        async with p.connection() as conn:
+            await escalate_due(conn, settings)
+    except Exception as error:  # noqa: BLE001
+        telemetry.DB_ERRORS.labels("escalation").inc()
+        log.warning("escalation round failed", extra={"error": type(error).__name__})
+
+
 @app.timer(interval=settings.tick_interval_s)
 async def tick_patients() -> None:
     """Ask for a re-evaluation of every patient whose state lives on this worker's partitions."""
@@ -175,6 +189,9 @@ async def metrics_page(web: faust.web.Web, request: faust.web.Request) -> faust.
 @app.page("/healthz")
 async def health_page(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
     return web.json({"status": "ok"})
+
+
+lag.register(app, measurements)
 
 
 def main() -> None:

@@ -49,6 +49,30 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from alerts.api import create_app
+    from respmon.logs import setup_logging
+
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.alerts_api_host, port=settings.alerts_api_port,
+                log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_team_add(args: argparse.Namespace) -> int:
+    from alerts.team import provision
+    from respmon.db import connect
+
+    with connect(get_settings().database_url, autocommit=True) as conn:
+        token = provision(conn, args.member_id, args.team)
+    print(f"team member {args.member_id} ({args.team}) provisioned; their token (shown once):")
+    print(token)
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from processors.app import main
 
@@ -139,6 +163,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "topics": (cmd_topics, "create the Kafka topics (safe to run twice)"),
     "ingest": (cmd_ingest, "run the ingest HTTP service"),
     "worker": (cmd_worker, "run the stream worker (faust) with the alert dispatcher"),
+    "alerts-api": (cmd_alerts_api, "run the team's alerts HTTP API"),
     "demo": (cmd_demo, "replay a small synthetic cohort through the running stack and print the alerts"),
 }
 
@@ -152,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     device.add_argument("device_id")
     device.add_argument("patient_id")
     device.set_defaults(func=cmd_device_add)
+    team = sub.add_parser("team-add", help="provision a team member (or service) and print its token")
+    team.add_argument("member_id")
+    team.add_argument("team")
+    team.set_defaults(func=cmd_team_add)
 
     parse = sub.add_parser("parse", help="parse device exports and print canonical records")
     parse.add_argument("files", nargs="+", metavar="FILE", help="export files or ResMed SD-card folders")

@@ -7,7 +7,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, frozen=True):
     """Defaults match the local stack started by infra/stack.sh; production overrides every one."""
 
     model_config = SettingsConfigDict(env_prefix="RESPMON_", env_file=".env", extra="ignore")
@@ -36,14 +36,24 @@ class Settings(BaseSettings):
     rules_overrides: Path | None = None
     tick_interval_s: float = 3600.0  # re-evaluation of time-based rules (missing uploads, overdue tests)
 
-    # alert delivery
+    # alert delivery and the team API
+    routing_file: Path | None = None
     webhook_url: str | None = None
     webhook_secret: SecretStr = SecretStr("dev-only-webhook-secret")
     dispatch_interval_s: float = 1.0
     delivery_timeout_s: float = 5.0
     delivery_backoff_base_s: float = 2.0
     delivery_backoff_max_s: float = 300.0
-    public_base_url: str = "http://127.0.0.1:8080"
+    public_base_url: str = "http://127.0.0.1:8081"
+    escalation_check_s: float = 30.0
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "respmon@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    alerts_api_host: str = "127.0.0.1"
+    alerts_api_port: int = 8081
 
     log_level: str = "INFO"
 

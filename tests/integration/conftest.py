@@ -2,12 +2,15 @@
 
 import sys
 from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from aiosmtpd.controller import Controller
 
 from alerts.receiver import WebhookReceiver
 from respmon.launcher import service
@@ -16,13 +19,37 @@ from tests.conftest import free_port
 SECRET = "test-webhook-secret"
 
 
+ESCALATE_AFTER_S = 4.0
+
+
+class Mailbox:
+    """An SMTP server on loopback (aiosmtpd) that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[attr-defined]
+        return "250 OK"
+
+
 @dataclass
 class Pipeline:
     ingest_url: str
     worker_url: str
+    alerts_url: str
     receiver: WebhookReceiver
+    escalation_receiver: WebhookReceiver
+    mailbox: Mailbox
     db_url: str
     log_dir: Path
+
+    def team_member(self, member_id: str, team: str = "respiratory") -> str:
+        from alerts.team import provision
+
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            return provision(conn, member_id, team)
 
     def device(self, device_id: str, patient_id: str) -> str:
         """Provision a device; returns its bearer token."""
@@ -44,12 +71,33 @@ class Pipeline:
 def pipeline(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     logs = tmp_path_factory.mktemp("logs")
     ingest_port, worker_port = free_port(), free_port()
-    with WebhookReceiver(SECRET) as receiver:
+    alerts_port = free_port()
+    mailbox = Mailbox()
+    mailbox.controller.start()
+    with WebhookReceiver(SECRET) as receiver, WebhookReceiver(SECRET) as escalation:
+        routing = logs / "routing.yaml"
+        routing.write_text(f"""
+version: 1
+routes:
+  - {{name: team-webhook, channel: webhook, target: "${{TEST_WEBHOOK_URL}}", team: respiratory}}
+  - {{name: team-email, channel: email, target: resp-team@hospital.test, min_severity: high}}
+escalation:
+  after_minutes: {ESCALATE_AFTER_S / 60}
+  routes:
+    - {{name: on-call, channel: webhook, target: "{escalation.url}", team: on-call, min_severity: warn}}
+""")
         env = {**stack_env, "RESPMON_INGEST_PORT": str(ingest_port), "RESPMON_WORKER_WEB_PORT": str(worker_port),
-               "RESPMON_WEBHOOK_URL": receiver.url, "RESPMON_WEBHOOK_SECRET": SECRET,
-               "RESPMON_LOG_LEVEL": "INFO"}
-        with service(["worker"], env, f"http://127.0.0.1:{worker_port}/healthz", logs / "worker.log"), \
-             service(["ingest"], env, f"http://127.0.0.1:{ingest_port}/healthz", logs / "ingest.log"):
-            yield Pipeline(f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{worker_port}", receiver,
-                           stack_env["RESPMON_DATABASE_URL"], logs)
+               "RESPMON_ALERTS_API_PORT": str(alerts_port), "RESPMON_ROUTING_FILE": str(routing),
+               "TEST_WEBHOOK_URL": receiver.url, "RESPMON_WEBHOOK_SECRET": SECRET,
+               "RESPMON_SMTP_PORT": str(mailbox.controller.port), "RESPMON_ESCALATION_CHECK_S": "0.5",
+               "RESPMON_PUBLIC_BASE_URL": f"http://127.0.0.1:{alerts_port}", "RESPMON_LOG_LEVEL": "INFO"}
+        try:
+            with service(["worker"], env, f"http://127.0.0.1:{worker_port}/healthz", logs / "worker.log"), \
+                 service(["ingest"], env, f"http://127.0.0.1:{ingest_port}/healthz", logs / "ingest.log"), \
+                 service(["alerts-api"], env, f"http://127.0.0.1:{alerts_port}/healthz", logs / "alerts.log"):
+                yield Pipeline(f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{worker_port}",
+                               f"http://127.0.0.1:{alerts_port}", receiver, escalation, mailbox,
+                               stack_env["RESPMON_DATABASE_URL"], logs)
+        finally:
+            mailbox.controller.stop()
     sys.stderr.write(f"service logs in {logs}\n")

@@ -1,0 +1,110 @@
+"""Consumer lag of the worker as a Prometheus gauge, per assigned partition of the measurements topic.
+
+    respmon_worker_consumer_lag{topic,partition} = end offset (high watermark) - committed offset
+
+in messages. The committed offset is the next offset the consumer group will resume from (faust keeps it
+in `Consumer._committed_offset`); before the group has committed anything on a partition, the
+consumer's current position stands in for it. Each worker reports the partitions it owns; a partition
+that moves to another worker after a rebalance is removed from this worker's series, so summing over
+workers never counts a partition twice. A worker that is down reports nothing: the `up` series (alert
+RespmonTargetDown) covers that case.
+"""
+
+import logging
+from collections.abc import Iterable, Mapping
+
+import faust
+from prometheus_client import Counter, Gauge
+
+log = logging.getLogger("respmon.worker.lag")
+
+LAG_INTERVAL_S = 5.0
+
+CONSUMER_LAG = Gauge(
+    "respmon_worker_consumer_lag",
+    "Messages not yet committed by this worker's consumer group, per assigned partition",
+    ["topic", "partition"],
+)
+LAG_ERRORS = Counter(
+    "respmon_worker_consumer_lag_errors_total",
+    "Rounds of the consumer-lag measurement that failed (broker unreachable, consumer not started)",
+)
+
+
+def compute_lag(highwaters: Mapping[object, int | None], committed: Mapping[object, int | None],
+                positions: Mapping[object, int | None]) -> dict[object, int]:
+    """Lag per partition: high watermark minus committed offset (or position when nothing is committed).
+
+    Partitions without a known high watermark, or with neither committed offset nor position, are left
+    out (no value is better than a wrong one). Never negative.
+    """
+    lags: dict[object, int] = {}
+    for tp, end in highwaters.items():
+        if end is None:
+            continue
+        done = committed.get(tp)
+        if done is None:
+            done = positions.get(tp)
+        if done is None:
+            continue
+        lags[tp] = max(0, int(end) - int(done))
+    return lags
+
+
+def _topic_names(topic: object) -> set[str]:
+    names = getattr(topic, "topics", None)
+    if names:
+        return {str(n) for n in names}
+    return {str(topic)}
+
+
+async def measure(app: faust.App, topics: Iterable[str]) -> dict[object, int]:
+    """One round: read assignment, end offsets and committed offsets from faust's consumer."""
+    consumer = app.consumer
+    wanted = set(topics)
+    assigned = sorted((tp for tp in consumer.assignment() if tp.topic in wanted),
+                      key=lambda tp: (tp.topic, tp.partition))
+    if not assigned:
+        return {}
+    try:
+        highwaters: Mapping[object, int | None] = dict(await consumer.highwaters(*assigned))
+    except Exception:  # noqa: BLE001 - fall back on the fetcher's last known high watermark
+        highwaters = {tp: consumer.highwater(tp) for tp in assigned}
+    committed = {tp: consumer._committed_offset.get(tp) for tp in assigned}
+    positions: dict[object, int | None] = {}
+    for tp in assigned:
+        if committed[tp] is None:
+            positions[tp] = await consumer.position(tp)
+    return compute_lag(highwaters, committed, positions)
+
+
+def publish(lags: Mapping[object, int], topics: Iterable[str], reported: set[tuple[str, str]]) -> None:
+    """Set the gauge for the partitions measured; drop the series of partitions no longer assigned."""
+    current = {(tp.topic, str(tp.partition)): lag for tp, lag in lags.items()}  # type: ignore[attr-defined]
+    for labels, lag in current.items():
+        CONSUMER_LAG.labels(*labels).set(lag)
+    wanted = set(topics)
+    for labels in list(reported):
+        if labels not in current and labels[0] in wanted:
+            try:
+                CONSUMER_LAG.remove(*labels)
+            except KeyError:
+                pass
+            reported.discard(labels)
+    reported.update(current)
+
+
+def register(app: faust.App, topic: object) -> None:
+    """Define a faust timer on `app` that refreshes the lag gauge for `topic` every few seconds."""
+    names = _topic_names(topic)
+    reported: set[tuple[str, str]] = set()
+
+    @app.timer(interval=LAG_INTERVAL_S, name=f"{__name__}.consumer_lag")
+    async def consumer_lag() -> None:
+        try:
+            lags = await measure(app, names)
+        except Exception as error:  # noqa: BLE001 - a failed round must not stop the timer
+            LAG_ERRORS.inc()
+            log.debug("consumer lag not measured", extra={"error": type(error).__name__})
+            return
+        publish(lags, names, reported)

@@ -1,13 +1,12 @@
 """Team credentials: bearer tokens for clinicians and services reading alerts, stored as SHA-256 and
 kept apart from device tokens (a device token never authenticates here)."""
 
-import secrets
 from dataclasses import dataclass
 
 import psycopg
 from psycopg.rows import tuple_row
 
-from ingest.devices import hash_token
+from respmon.tokens import hash_token, new_token
 
 
 @dataclass(frozen=True)
@@ -17,7 +16,7 @@ class Member:
 
 
 def provision(conn: psycopg.Connection, member_id: str, team: str) -> str:
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     conn.execute(
         "INSERT INTO team_members (member_id, team, token_sha256) VALUES (%s, %s, %s)"
         " ON CONFLICT (member_id) DO UPDATE SET team = EXCLUDED.team, token_sha256 = EXCLUDED.token_sha256,"

@@ -1,10 +1,10 @@
 """Per-device credentials: a random bearer token, stored only as its SHA-256, bound to one patient."""
 
-import hashlib
-import secrets
 from dataclasses import dataclass
 
 import psycopg
+
+from respmon.tokens import hash_token, new_token
 
 
 @dataclass(frozen=True)
@@ -13,14 +13,9 @@ class Device:
     patient_id: str
 
 
-def hash_token(token: str) -> str:
-    """Tokens are 256-bit random strings, so a plain SHA-256 is enough (no password stretching needed)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def provision(conn: psycopg.Connection, device_id: str, patient_id: str) -> str:
     """Create a device (or rotate its token) and return the new token; it is shown once, never stored."""
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     conn.execute(
         "INSERT INTO devices (device_id, patient_id, token_sha256) VALUES (%s, %s, %s)"
         " ON CONFLICT (device_id) DO UPDATE SET patient_id = EXCLUDED.patient_id,"

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
-from respmon.settings import get_settings
+from respmon.settings import Settings, get_settings
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -36,30 +36,30 @@ def cmd_device_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
+def _serve(create_app: Callable[[Settings], object], host: str, port: int) -> int:
+    """Run an HTTP service built by `create_app` with JSON logs and no access log (it would hold ids)."""
     import uvicorn
 
-    from ingest.app import create_app
     from respmon.logs import setup_logging
 
     settings = get_settings()
     setup_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.ingest_host, port=settings.ingest_port,
-                log_level="warning", access_log=False)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)  # type: ignore[arg-type]
     return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.app import create_app
+
+    settings = get_settings()
+    return _serve(create_app, settings.ingest_host, settings.ingest_port)
 
 
 def cmd_alerts_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from alerts.api import create_app
-    from respmon.logs import setup_logging
 
     settings = get_settings()
-    setup_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.alerts_api_host, port=settings.alerts_api_port,
-                log_level="warning", access_log=False)
-    return 0
+    return _serve(create_app, settings.alerts_api_host, settings.alerts_api_port)
 
 
 def cmd_team_add(args: argparse.Namespace) -> int:

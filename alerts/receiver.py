@@ -1,6 +1,7 @@
 """A minimal webhook receiver: the reference for sites writing their own, used by the demo and tests.
 
-It verifies the signature, drops repeats by Idempotency-Key, and keeps what it received.
+It verifies the signature (401 and nothing kept when it does not hold), drops repeats by the
+idempotency key of the signed body (or the `Idempotency-Key` header), and keeps what it received.
 """
 
 import json
@@ -32,6 +33,7 @@ class WebhookReceiver:
 
     def __post_init__(self) -> None:
         receiver = self
+        self._lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server API
@@ -41,13 +43,23 @@ class WebhookReceiver:
                     self.send_response(receiver.fail_with)
                     self.end_headers()
                     return
-                key = self.headers.get("Idempotency-Key")
-                ok = verify(raw, self.headers.get(HEADER, ""), receiver.secret)
-                if key not in receiver.seen_keys:
-                    receiver.received.append(Received(json.loads(raw or b"{}"), raw, key, ok))
-                    if key:
-                        receiver.seen_keys.add(key)
-                self.send_response(200 if ok else 401)
+                # Verify before anything else: an unsigned or forged request must neither be kept nor
+                # mark its Idempotency-Key as seen (that would make us drop the real delivery later).
+                if not verify(raw, self.headers.get(HEADER, ""), receiver.secret):
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                body = json.loads(raw or b"{}")
+                # The header is not signed; the key inside the signed body is, so a captured delivery
+                # re-sent under another header key is still recognised as the same delivery.
+                key = body.get("idempotency_key") if isinstance(body, dict) else None
+                key = key or self.headers.get("Idempotency-Key")
+                with receiver._lock:
+                    if key not in receiver.seen_keys:
+                        receiver.received.append(Received(body, raw, key, True))
+                        if key:
+                            receiver.seen_keys.add(key)
+                self.send_response(200)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:

@@ -63,7 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fmt: str | None = Query(default=None, alias="format", description="override format detection"),
         filename: str | None = Query(default=None, max_length=255),
     ) -> JSONResponse:
-        device = await run_in_threadpool(_device, authorization)
+        try:
+            device = await run_in_threadpool(_device, authorization)
+        except Exception as error:  # PostgreSQL unavailable: 503 like any other outage, never a 500
+            log.error("authentication unavailable", extra={"error": type(error).__name__})
+            metrics.UPLOADS.labels("unknown", "unavailable").inc()
+            return _error(503, "unavailable", "the service cannot check credentials right now; retry later")
         if device is None:
             metrics.UPLOADS.labels("unknown", "unauthorized").inc()
             return _error(401, "unauthorized", "missing or unknown device token")
@@ -139,5 +144,6 @@ def _safe_filename(name: str | None) -> str | None:
     """Keep only the base name: a file name is a format hint, never a path on this server."""
     if not name:
         return None
-    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    printable = "".join(ch for ch in name if ch.isprintable())  # no NUL (PostgreSQL text refuses it) or controls
+    base = printable.replace("\\", "/").rsplit("/", 1)[-1].strip()
     return base if base not in ("", ".", "..") else None

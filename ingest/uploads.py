@@ -119,7 +119,9 @@ def _reject(pool: ConnectionPool, publisher: Publisher, upload: Upload, upload_i
     publisher.publish_deadletter(upload.device.device_id, json.dumps(
         {"stage": "ingest", "upload_id": upload_id, "device_id": upload.device.device_id,
          "format": fmt, "reason": reason}).encode())
+    # The reason stays out of the log: it can quote the upload (an unknown JSON key, a patient id the
+    # file names); it is kept with the archive row (raw_uploads.error, deadletters) under this upload id.
     log.warning("upload rejected", extra={"upload_id": upload_id, "device_id": upload.device.device_id,
-                                          "format": fmt, "reason": reason})
+                                          "format": fmt, "status": status, "outcome": outcome})
     return UploadResult(status, upload_id, outcome, fmt,
                         {"upload_id": upload_id, "error": outcome, "reason": reason})

@@ -1,36 +1,133 @@
-"""Idempotent PostgreSQL writes of canonical records and their per-night metrics.
+"""Idempotent PostgreSQL writes of canonical records, their per-night metrics and oximetry signals.
 
-Every write is an upsert on the record's natural key, so a worker that replays a partition after
-a crash rewrites the same rows instead of adding new ones.
+Every write is an upsert on the record's natural key (which holds the time column, so it works on
+partitioned tables and TimescaleDB hypertables alike): a worker that replays a partition after a
+crash rewrites the same rows instead of adding new ones.
+
+- `store_record(conn, env)`: one event, as the faust agent calls it (inside its transaction).
+- `store_records(conn, envelopes)`: a batch (an STR.edf upload is ~100 NIV nights): rows are
+  de-duplicated on their key, then written with one pipelined `executemany` per table, or for
+  large batches COPY into a session temp table + one `INSERT ... SELECT ... ON CONFLICT`.
+- An oximetry night's 1 Hz SpO2/pulse go to `oximetry_signals` in the same transaction as its
+  `oximetry_nights` row: raw samples in codec `respmon-sig/1` plus per-minute min/mean/max arrays
+  (the layout chosen by `bench/storage/run.py`, see the README "Storage").
+- `ensure_partitions(conn)` and `refresh_daily_summary(conn)` are the maintenance calls for worker
+  timers (async twins of `respmon.timescale`).
 """
 
+import struct
+import warnings
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
+from datetime import date
 from typing import Any
 
+import numpy as np
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from processors.metrics import niv as niv_metrics
 from processors.metrics import oximetry as oxi_metrics
 from processors.metrics import spirometry as spiro_metrics
+from respmon import timescale
 from schemas import AlsfrsR, Envelope, Finding, NivNight, OximetryNight, SpirometrySession
+
+# --- signal codec ------------------------------------------------------------------------------
+
+CODEC = "respmon-sig/1"
+_MAGIC = b"RSG1"
+_HEADER = struct.Struct("<4sI")
+_NULL = -1  # SpO2, pulse and motion are never negative once parsed
+
+
+def encode_signal(values: Sequence[float | None]) -> bytes:
+    """`respmon-sig/1`: header `RSG1` + sample count (uint32 LE), then zlib of the values in tenths
+    as int16 LE (None -> -1), byte-shuffled (all low bytes, then all high bytes).
+
+    Lossless for the one-decimal values the parsers produce (range 0-3276.7). Delta coding was
+    tried and dropped: on noisy signals it compresses worse than shuffled raw values."""
+    arr = np.array([np.nan if v is None else v for v in values], dtype=float)
+    valid = ~np.isnan(arr)
+    if valid.any() and (arr[valid].min() < 0 or arr[valid].max() > 3276.7):
+        raise ValueError("signal value outside 0-3276.7 cannot be encoded")
+    tenths = np.where(valid, np.rint(np.nan_to_num(arr) * 10), _NULL).astype("<i2")
+    shuffled = tenths.view(np.uint8).reshape(-1, 2).T.tobytes()  # low bytes, then high bytes
+    return _HEADER.pack(_MAGIC, len(tenths)) + zlib.compress(shuffled, 6)
+
+
+def decode_signal(blob: bytes | memoryview) -> np.ndarray:
+    """The float64 samples of an `encode_signal` blob, NaN where there was no reading."""
+    blob = bytes(blob)
+    magic, n = _HEADER.unpack_from(blob)
+    if magic != _MAGIC:
+        raise ValueError("not a respmon-sig/1 signal")
+    raw = np.frombuffer(zlib.decompress(blob[_HEADER.size:]), dtype=np.uint8)
+    if raw.size != 2 * n:
+        raise ValueError("corrupt respmon-sig/1 signal: wrong length")
+    tenths = raw.reshape(2, n).T.copy().view("<i2").ravel()
+    return np.where(tenths == _NULL, np.nan, tenths / 10.0)
+
+
+def minute_aggregates(values: Sequence[float | None] | np.ndarray, interval_s: float) -> dict[str, list[int | None]]:
+    """Per clock minute from the start: min, mean, max in tenths (None if no valid sample) and count."""
+    arr = np.asarray([np.nan if v is None else v for v in values], dtype=float) if not isinstance(
+        values, np.ndarray) else values.astype(float)
+    if arr.size == 0:
+        return {"min": [], "mean": [], "max": [], "n": []}
+    minute = (np.arange(arr.size) * interval_s // 60).astype(np.int64)
+    size = int(minute[-1]) + 1
+    valid = ~np.isnan(arr)
+    n = np.bincount(minute[valid], minlength=size)
+    total = np.bincount(minute[valid], weights=arr[valid], minlength=size)
+    lo = np.full(size, np.inf)
+    hi = np.full(size, -np.inf)
+    np.minimum.at(lo, minute[valid], arr[valid])
+    np.maximum.at(hi, minute[valid], arr[valid])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = total / n
+
+    def tenths(x: np.ndarray) -> list[int | None]:
+        return [None if c == 0 else int(round(v * 10)) for v, c in zip(x.tolist(), n.tolist(), strict=True)]
+
+    return {"min": tenths(lo), "mean": tenths(mean), "max": tenths(hi), "n": n.tolist()}
+
+
+# --- rows of each record kind ----------------------------------------------------------------
+
+KEYS: dict[str, tuple[str, ...]] = {
+    "spirometry_sessions": ("patient_id", "taken_at", "source"),
+    "oximetry_nights": ("patient_id", "start_at", "source"),
+    "oximetry_signals": ("patient_id", "start_at", "source"),
+    "niv_nights": ("patient_id", "night_date", "source"),
+    "alsfrs_r": ("patient_id", "taken_at", "source"),
+}
+COPY_THRESHOLD = 32
+"""From this many rows of one table in a batch on, `store_records` uses COPY + INSERT ... SELECT."""
 
 
 def _metrics_dict(obj: Any) -> dict[str, Any]:
     return obj.model_dump() if hasattr(obj, "model_dump") else asdict(obj)
 
 
-async def _upsert(conn: AsyncConnection, table: str, key: tuple[str, ...], row: dict[str, Any]) -> None:
-    cols = list(row)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in key)
-    sql = (
-        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
-        f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, stored_at = now()"
-    )
-    await conn.execute(sql.encode(), list(row.values()))
+def signal_row(record: OximetryNight, upload_id: str | None) -> dict[str, Any]:
+    """The `oximetry_signals` row of a night: raw samples and per-minute arrays."""
+    spo2 = np.array([np.nan if v is None else v for v in record.spo2], dtype=float)
+    pulse = np.array([np.nan if v is None else v for v in record.pulse], dtype=float)
+    s, p = minute_aggregates(spo2, record.interval_s), minute_aggregates(pulse, record.interval_s)
+    return {
+        "patient_id": record.patient_id, "start_at": record.start, "source": record.source,
+        "interval_s": record.interval_s, "n_samples": len(record.spo2), "codec": CODEC,
+        "spo2": encode_signal(record.spo2), "pulse": encode_signal(record.pulse),
+        "motion": None if record.motion is None else encode_signal(record.motion),
+        "spo2_min_1m": s["min"], "spo2_mean_1m": s["mean"], "spo2_max_1m": s["max"],
+        "pulse_mean_1m": p["mean"], "upload_id": upload_id,
+    }
 
 
-async def store_record(conn: AsyncConnection, env: Envelope) -> None:
+def record_rows(env: Envelope) -> list[tuple[str, dict[str, Any]]]:
+    """(table, row) pairs an envelope writes, in write order."""
     record = env.record
     base = {"patient_id": record.patient_id, "source": record.source, "upload_id": env.upload_id}
     if isinstance(record, SpirometrySession):
@@ -39,23 +136,90 @@ async def store_record(conn: AsyncConnection, env: Envelope) -> None:
             "fvc_l", "fvc_pct_pred", "fvc_pct_pred_source", "fev1_l", "svc_l", "mip_cmh2o", "mep_cmh2o",
             "snip_cmh2o", "pcf_lpm", "pcf_assisted", "grade")} | {"taken_at": record.taken_at,
                                                                   "posture": record.posture}
-        await _upsert(conn, "spirometry_sessions", ("patient_id", "taken_at", "source"), row)
-    elif isinstance(record, OximetryNight):
+        return [("spirometry_sessions", row)]
+    if isinstance(record, OximetryNight):
         m = _metrics_dict(oxi_metrics.night_metrics(record))
         row = base | {k: m.get(k) for k in (
             "night_date", "valid", "invalid_reason", "recording_min", "vrt_min", "mean_spo2", "min_spo2",
             "t90_pct", "t90_min", "t88_pct", "t88_min", "longest_le88_min", "odi3", "odi4", "mean_pulse")}
         row |= {"start_at": record.start, "interval_s": record.interval_s, "on_niv": record.on_niv}
-        await _upsert(conn, "oximetry_nights", ("patient_id", "start_at", "source"), row)
-    elif isinstance(record, NivNight):
+        return [("oximetry_nights", row), ("oximetry_signals", signal_row(record, env.upload_id))]
+    if isinstance(record, NivNight):
         m = _metrics_dict(niv_metrics.night_metrics(record))
         row = base | {k: m.get(k) for k in (
             "night_date", "usage_hours", "leak_p95_lpm", "leak_kind", "ahi", "resp_rate", "tidal_volume_ml",
             "minute_vent_lpm", "spo2_mean", "spo2_t90_pct", "pct_spont_triggered")}
-        await _upsert(conn, "niv_nights", ("patient_id", "night_date", "source"), row)
-    elif isinstance(record, AlsfrsR):
-        row = base | {"taken_at": record.taken_at, "items": record.items, "total": record.total}
-        await _upsert(conn, "alsfrs_r", ("patient_id", "taken_at", "source"), row)
+        return [("niv_nights", row)]
+    if isinstance(record, AlsfrsR):
+        return [("alsfrs_r", base | {"taken_at": record.taken_at, "items": record.items, "total": record.total})]
+    return []
+
+
+def _conflict_action(table: str, cols: Sequence[str]) -> str:
+    key = KEYS[table]
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in key)
+    if table == "oximetry_signals":
+        # A replayed night carries the same samples: skip the rewrite (no new row version, no TOAST churn).
+        return (f"DO UPDATE SET {updates}, stored_at = now() WHERE (oximetry_signals.spo2, oximetry_signals.pulse,"
+                f" oximetry_signals.interval_s, oximetry_signals.motion) IS DISTINCT FROM"
+                f" (EXCLUDED.spo2, EXCLUDED.pulse, EXCLUDED.interval_s, EXCLUDED.motion)")
+    return f"DO UPDATE SET {updates}, stored_at = now()"
+
+
+def _upsert_sql(table: str, cols: Sequence[str]) -> bytes:
+    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
+            f" ON CONFLICT ({', '.join(KEYS[table])}) {_conflict_action(table, cols)}").encode()
+
+
+async def _upsert(conn: AsyncConnection, table: str, row: dict[str, Any]) -> None:
+    await conn.execute(_upsert_sql(table, list(row)), list(row.values()))
+
+
+async def store_record(conn: AsyncConnection, env: Envelope) -> None:
+    """Upsert one envelope's rows (the record, and for oximetry its signals) on the caller's transaction."""
+    for table, row in record_rows(env):
+        await _upsert(conn, table, row)
+
+
+async def store_records(conn: AsyncConnection, envelopes: Iterable[Envelope]) -> int:
+    """Upsert many envelopes in one transaction (a savepoint if the caller has one open).
+
+    Rows sharing a natural key are collapsed to the last one (as if written one after the other).
+    Returns the number of rows written (attempted) over all tables."""
+    by_table: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
+    for env in envelopes:
+        for table, row in record_rows(env):
+            by_table.setdefault(table, {})[tuple(row[k] for k in KEYS[table])] = row
+    written = 0
+    async with conn.transaction():
+        for table in KEYS:  # fixed order: nights before their signals, same lock order in every worker
+            rows = list(by_table.get(table, {}).values())
+            if not rows:
+                continue
+            cols = list(rows[0])
+            values = [[r[c] for c in cols] for r in rows]
+            if len(rows) >= COPY_THRESHOLD:
+                await _copy_upsert(conn, table, cols, values)
+            else:
+                async with conn.cursor() as cur:
+                    await cur.executemany(_upsert_sql(table, cols), values)
+            written += len(rows)
+    return written
+
+
+async def _copy_upsert(conn: AsyncConnection, table: str, cols: list[str], values: list[list[Any]]) -> None:
+    """COPY into a per-session temp table (rows deleted at commit), then one INSERT ... ON CONFLICT."""
+    stage = f"_stage_{table}"
+    await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS)"
+                       " ON COMMIT DELETE ROWS".encode())
+    await conn.execute(f"TRUNCATE {stage}".encode())
+    collist = ", ".join(cols)
+    async with conn.cursor() as cur:
+        async with cur.copy(f"COPY {stage} ({collist}) FROM STDIN".encode()) as copy:
+            for v in values:
+                await copy.write_row(v)
+        await cur.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM {stage}"
+                          f" ON CONFLICT ({', '.join(KEYS[table])}) {_conflict_action(table, cols)}".encode())
 
 
 async def store_finding(conn: AsyncConnection, finding: Finding) -> None:
@@ -67,3 +231,37 @@ async def store_finding(conn: AsyncConnection, finding: Finding) -> None:
         (finding.patient_id, finding.rule_id, finding.at, finding.state, finding.rule_version, finding.category,
          finding.severity, Jsonb(finding.evidence), finding.action, finding.citation, finding.upload_id),
     )
+
+
+# --- maintenance for worker timers -------------------------------------------------------------
+
+async def ensure_partitions(conn: AsyncConnection, months_ahead: int = timescale.MONTHS_AHEAD) -> list[str]:
+    """Create the monthly partitions of the next `months_ahead` months (and of any month that has
+    rows waiting in a DEFAULT partition); returns the partitions created. A no-op on TimescaleDB
+    (chunks are created on insert). Safe to call often and from several workers at once."""
+    async with conn.transaction():
+        cur = await conn.execute(timescale.ENSURE_SQL, (months_ahead,))
+        return [r[0] for r in await cur.fetchall()]
+
+
+async def refresh_daily_summary(conn: AsyncConnection, since: date | None = None) -> str:
+    """Bring `daily_summary` up to date; returns how ('materialized_view' or 'continuous_aggregate').
+
+    Plain PostgreSQL: `REFRESH MATERIALIZED VIEW CONCURRENTLY` (readers are not blocked).
+    TimescaleDB: `refresh_continuous_aggregate` of each daily aggregate from `since` (all if None);
+    this needs autocommit, so the connection is switched for the call and restored after."""
+    async with conn.transaction():
+        info = await (await conn.execute(timescale.INFO_SQL)).fetchone()
+    kind = info[2] if info else "materialized_view"
+    if kind != "continuous_aggregate":
+        async with conn.transaction():
+            await conn.execute(timescale.REFRESH_MV_SQL)
+        return kind
+    was = conn.autocommit
+    await conn.set_autocommit(True)
+    try:
+        for cagg in timescale.CONTINUOUS_AGGREGATES:
+            await conn.execute(timescale.refresh_cagg_sql(cagg).encode(), (since,))
+    finally:
+        await conn.set_autocommit(was)
+    return kind

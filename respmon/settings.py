@@ -34,6 +34,7 @@ class Settings(BaseSettings, frozen=True):
     worker_data_dir: Path = Path(".stack/worker")
     rules_file: Path | None = None
     rules_overrides: Path | None = None
+    storage_upkeep_s: float = 600.0  # partitions ahead and daily summary refresh
     tick_interval_s: float = 3600.0  # re-evaluation of time-based rules (missing uploads, overdue tests)
 
     # alert delivery and the team API

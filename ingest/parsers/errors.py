@@ -16,7 +16,10 @@ class ParseError(ValueError):
         self.reason = reason
         self.where = where
         text = f"{file}: {where}: {reason}" if where else f"{file}: {reason}"
-        super().__init__(" ".join(text.split()))
+        # one line, printable only: the message is stored in PostgreSQL text (which refuses NUL) and logged,
+        # and it may quote a name taken from the upload (e.g. an unknown JSON key)
+        text = "".join(ch if ch.isprintable() else "?" for ch in " ".join(text.split()))
+        super().__init__(text)
 
 
 class PatientMismatch(ParseError):

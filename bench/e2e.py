@@ -1,0 +1,635 @@
+"""End-to-end benchmarks on a private Kafka + PostgreSQL stack: throughput, alert latency, worker memory.
+
+The shared dev stack is never touched: `bench/stack.py` starts a stack of its own (temp folder,
+free ports) and stops it at the end. Each scenario gets its own database and topic prefix; the
+services are the real `respmon ingest` / `respmon worker` processes.
+
+1. throughput - N nightly uploads (a full O2Ring CSV night, 8 h at 4 s, plus an NIV CSV row, one
+   patient and device each) posted by C concurrent HTTP clients; timed from the first request to
+   the last row in PostgreSQL, with every event counted as processed by the worker (findings
+   evaluated). Next to it, on the same topic in the same run:
+   - worker only: a second worker (fresh consumer group and database) replays the topic;
+   - baseline: a bare kafka-python consumer that reads the topic and COPYs the same canonical
+     rows (oximetry_nights / niv_nights columns, metrics not computed) into PostgreSQL.
+   CPU seconds per upload of every process (ingest, worker, PostgreSQL, Kafka, HTTP clients)
+   name the bottleneck.
+2. latency - low-FVC spirometry uploads at a steady rate (open loop), each raising one alert;
+   upload accepted (HTTP 202 received) -> webhook received, stamped at an `alerts.receiver`
+   instance; plus the worker's `respmon_upload_to_alert_delivered_seconds` histogram.
+3. memory - a 10,000-patient nightly batch (NIV nights and small spirometry sessions, one envelope
+   per patient) published straight to Kafka with kafka-python; worker peak RSS (VmHWM of
+   /proc/<pid>/status) and the batch's throughput.
+
+Usage: python bench/e2e.py [--quick] [--only throughput,latency,memory] [--code DIR]
+(`--code` runs the services from another checkout, e.g. a `git archive` snapshot).
+Writes bench/results/e2e_{throughput,latency,memory}.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, niv_csv, niv_csv_row, o2ring_csv, spirometry_json, synthetic_spo2, write_result  # noqa: E402
+from stack import PrivateStack, free_port  # noqa: E402
+
+from alerts.receiver import WebhookReceiver  # noqa: E402
+
+SECRET = "bench-webhook-secret"
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------- processes
+
+@dataclass
+class Env:
+    stack: PrivateStack
+    name: str
+    code: Path
+    logs: Path
+
+    @property
+    def db(self) -> str:
+        return f"bench_{self.name}"
+
+    @property
+    def url(self) -> str:
+        return self.stack.db_url(self.db)
+
+    def vars(self, **extra: str) -> dict[str, str]:
+        return {"RESPMON_KAFKA_BOOTSTRAP": self.stack.bootstrap, "RESPMON_DATABASE_URL": self.url,
+                "RESPMON_TOPIC_PREFIX": f"bench-{self.name}", "RESPMON_WORKER_APP_ID": f"bench-{self.name}-worker",
+                "RESPMON_WORKER_DATA_DIR": str(self.logs / f"{self.name}-worker-data"),
+                "RESPMON_WEBHOOK_SECRET": SECRET, "RESPMON_DISPATCH_INTERVAL_S": "0.2",
+                "RESPMON_LOG_LEVEL": "INFO", "PYTHONPATH": str(self.code), **extra}
+
+    def respmon(self, *args: str) -> None:
+        subprocess.run([sys.executable, "-m", "respmon", *args], check=True, cwd=self.code,
+                       env={**os.environ, **self.vars()}, stdout=subprocess.DEVNULL)
+
+    def prepare(self, topics: bool = True) -> None:
+        with psycopg.connect(self.stack.db_url("postgres"), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {self.db}")
+        self.respmon("migrate")
+        if topics:
+            self.respmon("topics")
+
+
+@contextmanager
+def service(env: Env, command: str, port_var: str, log_name: str, timeout_s: float = 120,
+            **extra: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`python -m respmon <command>` from the code under test; yields (process, base url) once healthy."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = open(env.logs / log_name, "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "respmon", command], cwd=env.code,
+                            env={**os.environ, **env.vars(**{port_var: str(port)}, **extra)},
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{command} exited ({proc.returncode}); see {env.logs / log_name}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{command} did not answer within {timeout_s}s")
+            time.sleep(0.2)
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of one process (all its threads), seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def children(ppid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if int(p.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1]) == ppid:
+                    out.append(int(p.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+class CpuMeter:
+    """CPU seconds used by named processes between start() and stop(); PostgreSQL = postmaster + backends.
+
+    Backends that exit during the interval are not counted (the services keep pooled connections)."""
+
+    def __init__(self, stack: PrivateStack, procs: dict[str, int]) -> None:
+        self.stack, self.procs = stack, procs
+
+    def _pg(self) -> dict[int, float]:
+        pidfile = self.stack.dir / "pg" / "data" / "postmaster.pid"
+        master = int(pidfile.read_text().split()[0])
+        return {p: cpu_s(p) for p in [master, *children(master)]}
+
+    def _sample(self) -> dict[str, Any]:
+        kafka = int((self.stack.dir / "kafka" / "kafka.pid").read_text())
+        return {"procs": {k: cpu_s(v) for k, v in {**self.procs, "kafka": kafka}.items()}, "pg": self._pg(),
+                "bench": sum(os.times()[:2]), "wall": time.monotonic()}
+
+    def start(self) -> None:
+        self.t0 = self._sample()
+
+    def stop(self, per: int) -> dict[str, Any]:
+        t1 = self._sample()
+        wall = t1["wall"] - self.t0["wall"]
+        used = {k: t1["procs"][k] - self.t0["procs"][k] for k in t1["procs"]}
+        used["postgresql"] = sum(v - self.t0["pg"].get(p, 0.0) for p, v in t1["pg"].items())
+        used["bench_clients"] = t1["bench"] - self.t0["bench"]
+        return {"wall_s": round(wall, 2),
+                "cpu_s": {k: round(v, 2) for k, v in used.items()},
+                "cpu_ms_per_upload": {k: round(1e3 * v / per, 1) for k, v in used.items()},
+                "utilisation_of_one_core": {k: round(v / wall, 2) for k, v in used.items()},
+                "total_utilisation_of_2_cores": round(sum(used.values()) / wall / 2, 2)}
+
+
+def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:
+    """Sum of a Prometheus counter/gauge series (optionally filtered by labels) in /metrics text."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if labels and not all(f'{k}="{v}"' in line for k, v in labels.items()):
+                continue
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def histogram(text: str, name: str) -> dict[str, Any]:
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    count = metric_value(text, f"{name}_count")
+    total = metric_value(text, f"{name}_sum")
+
+    def q(p: float) -> float | None:  # upper bound of the bucket holding the p-quantile
+        for le, c in buckets:
+            if count and c >= p * count:
+                return le
+        return None
+
+    return {"count": int(count), "mean_s": round(total / count, 4) if count else None,
+            "p50_bucket_le_s": q(0.5), "p99_bucket_le_s": q(0.99),
+            "buckets": {str(le): int(c) for le, c in buckets}}
+
+
+def wait_until(cond: Callable[[], bool], timeout_s: float, what: str, poll_s: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(poll_s)
+
+
+def count_rows(url: str, tables: tuple[str, ...]) -> int:
+    with psycopg.connect(url) as conn:
+        return sum(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)
+
+
+def stored_span(url: str, tables: tuple[str, ...]) -> tuple[float, float]:
+    """Epoch seconds of the first and last stored_at over tables."""
+    with psycopg.connect(url) as conn:
+        sql = " UNION ALL ".join(f"SELECT stored_at FROM {t}" for t in tables)
+        lo, hi = conn.execute(f"SELECT extract(epoch FROM min(stored_at)), extract(epoch FROM max(stored_at))"
+                              f" FROM ({sql}) s").fetchone()
+    return float(lo), float(hi)
+
+
+def provision(url: str, patients: list[str]) -> dict[str, str]:
+    from ingest.devices import provision as add
+
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        return {p: add(conn, f"dev-{p}", p) for p in patients}
+
+
+# ----------------------------------------------------------------------------- 1. throughput
+
+def _o2ring_nights(count: int, seed: int) -> list[tuple[bytes, date]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        start = datetime(2026, 3, 1, 22, 30) + timedelta(days=i)
+        spo2, pulse, _ = synthetic_spo2(rng)
+        out.append((o2ring_csv(spo2, pulse, start, dt=4), (start - timedelta(hours=12)).date()))
+    return out
+
+
+def _post(client: httpx.Client, url: str, token: str, body: bytes, ctype: str, **params: str) -> httpx.Response:
+    r = client.post(f"{url}/v1/uploads", content=body, params=params,
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": ctype}, timeout=60)
+    if r.status_code != 202:
+        raise RuntimeError(f"upload answered {r.status_code}: {r.text[:200]}")
+    return r
+
+
+def _upload_night(client: httpx.Client, url: str, token: str, patient: str, night: tuple[bytes, date],
+                  rng: np.random.Generator, times: dict[str, list[float]] | None = None) -> None:
+    body, night_date = night
+    name = f"O2Ring_{night_date:%Y%m%d}223000.csv"
+    t0 = time.perf_counter()
+    _post(client, url, token, body, "text/csv", filename=name, format="o2ring_csv")
+    t1 = time.perf_counter()
+    _post(client, url, token, niv_csv(rng, patient, night_date), "text/csv", filename="niv.csv", format="niv_csv")
+    if times is not None:
+        times["o2ring_csv"].append(t1 - t0)
+        times["niv_csv"].append(time.perf_counter() - t1)
+
+
+ROW_TABLES = ("oximetry_nights", "niv_nights")
+
+
+def throughput(stack: PrivateStack, code: Path, logs: Path, uploads: int, clients: int) -> dict[str, Any]:
+    env = Env(stack, "tp", code, logs)
+    env.prepare()
+    patients = [f"TP{i:05d}" for i in range(uploads + 1)]
+    tokens = provision(env.url, patients)
+    nights = _o2ring_nights(min(uploads, 24), seed=11)
+    result: dict[str, Any] = {"uploads": uploads, "http_clients": clients,
+                              "upload": "O2Ring CSV 8 h at 4 s (7,200 rows, ~220 kB) + NIV CSV row, one patient each",
+                              "envelopes": 2 * uploads}
+    with service(env, "worker", "RESPMON_WORKER_WEB_PORT", "tp-worker.log") as (worker, wurl), \
+         service(env, "ingest", "RESPMON_INGEST_PORT", "tp-ingest.log") as (ingest, iurl):
+        rng = np.random.default_rng(5)
+        with httpx.Client() as client:  # warm-up patient (first connections, imports)
+            _upload_night(client, iurl, tokens[patients[0]], patients[0], nights[0], rng)
+        wait_until(lambda: count_rows(env.url, ROW_TABLES) >= 2, 60, "warm-up rows")
+        processed0 = metric_value(httpx.get(f"{wurl}/metrics").text, "respmon_worker_events_processed_total")
+        todo: queue.Queue[int] = queue.Queue()
+        for i in range(1, uploads + 1):
+            todo.put(i)
+        errors: list[str] = []
+        http_done = [0.0]
+
+        times: dict[str, list[float]] = {"o2ring_csv": [], "niv_csv": []}
+
+        def client_loop() -> None:
+            crng = np.random.default_rng()
+            with httpx.Client() as c:
+                while True:
+                    try:
+                        i = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    try:
+                        _upload_night(c, iurl, tokens[patients[i]], patients[i], nights[i % len(nights)], crng, times)
+                    except Exception as error:  # noqa: BLE001 - reported, the benchmark fails below
+                        errors.append(repr(error))
+
+        meter = CpuMeter(stack, {"ingest": ingest.pid, "worker": worker.pid})
+        meter.start()
+        t0 = time.time()
+        threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        http_done[0] = time.time()
+        if errors:
+            raise RuntimeError(f"{len(errors)} uploads failed, first: {errors[0]}")
+        want = 2 * uploads + 2
+
+        def done() -> bool:
+            if count_rows(env.url, ROW_TABLES) < want:
+                return False
+            text = httpx.get(f"{wurl}/metrics").text
+            return metric_value(text, "respmon_worker_events_processed_total") - processed0 >= 2 * uploads
+
+        wait_until(done, 600, "pipeline rows")
+        cpu = meter.stop(uploads)
+        _, last = stored_span(env.url, ROW_TABLES)
+        elapsed = last - t0
+        with psycopg.connect(env.url) as conn:
+            findings = conn.execute("SELECT count(*) FROM findings").fetchone()[0]
+            signals = conn.execute("SELECT count(*) FROM oximetry_signals").fetchone()[0] if conn.execute(
+                "SELECT to_regclass('oximetry_signals')").fetchone()[0] else None
+        result["pipeline"] = {
+            "elapsed_s": round(elapsed, 2), "uploads_per_s": round(uploads / elapsed, 2),
+            "http_phase_s": round(http_done[0] - t0, 2),
+            "http_uploads_per_s": round(uploads / (http_done[0] - t0), 2),
+            "findings_stored": findings, "oximetry_signals_rows": signals, "cpu": cpu,
+            "http_request_ms": {k: {"p50": round(1e3 * float(np.percentile(v, 50)), 1),
+                                    "p95": round(1e3 * float(np.percentile(v, 95)), 1)} for k, v in times.items()},
+        }
+
+    # worker alone: a fresh consumer group and database replay the same topic
+    wenv = Env(stack, "tpw", code, logs)
+    wenv.prepare(topics=False)
+    with service(wenv, "worker", "RESPMON_WORKER_WEB_PORT", "tpw-worker.log",
+                 RESPMON_TOPIC_PREFIX="bench-tp") as (worker, wurl):
+        meter = CpuMeter(stack, {"worker": worker.pid})
+        meter.start()
+        t0 = time.time()
+        wait_until(lambda: count_rows(wenv.url, ROW_TABLES) >= 2 * uploads + 2, 600, "worker-only rows")
+        cpu = meter.stop(uploads)
+        first, last = stored_span(wenv.url, ROW_TABLES)
+        result["worker_only"] = {
+            "what": "a second worker (new consumer group, empty database) replays the topic the pipeline filled",
+            "elapsed_first_to_last_row_s": round(last - first, 2),
+            "uploads_per_s": round(uploads / (last - first), 2),
+            "startup_to_first_row_s": round(first - t0, 2), "cpu": cpu,
+        }
+
+    result["baseline"] = baseline_consumer(stack, env, uploads)
+    result["ratio_pipeline_over_baseline"] = round(
+        result["pipeline"]["uploads_per_s"] / result["baseline"]["uploads_per_s"], 3)
+    result["ratio_worker_only_over_baseline"] = round(
+        result["worker_only"]["uploads_per_s"] / result["baseline"]["uploads_per_s"], 3)
+    result["target"] = "pipeline >= 0.5 x baseline"
+    result["target_met"] = result["ratio_pipeline_over_baseline"] >= 0.5
+    return result
+
+
+OXI_COLS = ("patient_id", "start_at", "source", "night_date", "interval_s", "on_niv", "valid", "upload_id")
+NIV_COLS = ("patient_id", "night_date", "source", "usage_hours", "leak_p95_lpm", "leak_kind", "ahi", "resp_rate",
+            "tidal_volume_ml", "minute_vent_lpm", "spo2_mean", "spo2_t90_pct", "pct_spont_triggered", "upload_id")
+
+
+def baseline_consumer(stack: PrivateStack, env: Env, uploads: int) -> dict[str, Any]:
+    """kafka-python reads the measurements topic and COPYs canonical rows, no metrics, no rules."""
+    from kafka import KafkaConsumer
+
+    with psycopg.connect(env.url, autocommit=True) as conn:
+        for t in ("oximetry_nights", "niv_nights"):
+            conn.execute(f"CREATE TABLE baseline_{t} (LIKE {t} INCLUDING DEFAULTS INCLUDING INDEXES)")
+        conn.execute("ALTER TABLE baseline_oximetry_nights ALTER COLUMN valid DROP NOT NULL")
+    want = 2 * uploads + 2
+    consumer = KafkaConsumer(f"bench-{env.name}.measurements", bootstrap_servers=stack.bootstrap,
+                             group_id=f"baseline-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
+                             enable_auto_commit=False, max_poll_records=500, fetch_max_bytes=64 * 2**20,
+                             max_partition_fetch_bytes=16 * 2**20)
+    seen = 0
+    t0 = time.perf_counter()
+    cpu0 = sum(os.times()[:2])
+    with psycopg.connect(env.url) as conn:
+        while seen < want:
+            if time.perf_counter() - t0 > 600:
+                raise TimeoutError("baseline consumer did not see every envelope")
+            batch = consumer.poll(timeout_ms=1000)
+            oxi, niv = [], []
+            for records in batch.values():
+                for msg in records:
+                    if msg.value.startswith(b'{"tick_at"'):
+                        continue
+                    env_ = json.loads(msg.value)
+                    rec = env_["record"]
+                    if rec["kind"] == "oximetry_night":
+                        start = datetime.fromisoformat(rec["start"])
+                        oxi.append((rec["patient_id"], start, rec.get("source"), (start - timedelta(hours=12)).date(),
+                                    rec["interval_s"], rec.get("on_niv"), None, env_["upload_id"]))
+                    elif rec["kind"] == "niv_night":
+                        niv.append(tuple([rec.get(c) for c in NIV_COLS[:-1]] + [env_["upload_id"]]))
+                    seen += 1
+            with conn.transaction(), conn.cursor() as cur:
+                for table, cols, rows in (("baseline_oximetry_nights", OXI_COLS, oxi),
+                                          ("baseline_niv_nights", NIV_COLS, niv)):
+                    if rows:
+                        with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                            for row in rows:
+                                copy.write_row(row)
+            consumer.commit()
+    elapsed = time.perf_counter() - t0
+    cpu = sum(os.times()[:2]) - cpu0
+    consumer.close()
+    rows = count_rows(env.url, ("baseline_oximetry_nights", "baseline_niv_nights"))
+    return {"what": "kafka-python consumer (new group, from earliest) -> json.loads -> COPY oximetry_nights/"
+                    "niv_nights columns (no metrics, no signals, no rules), one transaction + offset commit per poll",
+            "envelopes": seen, "rows": rows, "elapsed_s": round(elapsed, 2),
+            "uploads_per_s": round(uploads / elapsed, 2), "consumer_cpu_s": round(cpu, 2)}
+
+
+# ----------------------------------------------------------------------------- 2. latency
+
+class _Stamped(list):
+    def append(self, item: Any) -> None:
+        item.at = time.time()
+        super().append(item)
+
+
+def latency(stack: PrivateStack, code: Path, logs: Path, rate: float, seconds: float) -> dict[str, Any]:
+    env = Env(stack, "lat", code, logs)
+    env.prepare()
+    n = int(rate * seconds)
+    patients = [f"LAT{i:05d}" for i in range(n + 1)]
+    tokens = provision(env.url, patients)
+    taken = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    bodies = {p: spirometry_json(p, taken, fvc_pct_pred=40.0, fvc_l=1.4) for p in patients}
+    accepted: dict[str, float] = {}
+    with ExitStack() as es:
+        receiver = es.enter_context(WebhookReceiver(SECRET))
+        receiver.received = _Stamped()
+        worker, wurl = es.enter_context(service(env, "worker", "RESPMON_WORKER_WEB_PORT", "lat-worker.log",
+                                                RESPMON_WEBHOOK_URL=receiver.url))
+        _, iurl = es.enter_context(service(env, "ingest", "RESPMON_INGEST_PORT", "lat-ingest.log"))
+        with httpx.Client() as c:  # warm-up alert
+            _post(c, iurl, tokens[patients[0]], bodies[patients[0]], "application/json")
+        wait_until(lambda: len(receiver.received) >= 1, 60, "warm-up alert")
+        warm_hist = histogram(httpx.get(f"{wurl}/metrics").text, "respmon_upload_to_alert_delivered_seconds")
+        lock = threading.Lock()
+        local = threading.local()
+
+        def send(p: str) -> None:
+            if not hasattr(local, "c"):
+                local.c = httpx.Client()
+            _post(local.c, iurl, tokens[p], bodies[p], "application/json")
+            with lock:
+                accepted[p] = time.time()
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:  # open loop: a slow answer does not delay the schedule
+            futures = []
+            for i, p in enumerate(patients[1:]):
+                delay = t0 + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                futures.append(pool.submit(send, p))
+            for f in futures:
+                f.result()
+        wait_until(lambda: len({r.body.get("patient_id") for r in receiver.received}) >= n + 1, 60,
+                   "every alert delivered")
+        text = httpx.get(f"{wurl}/metrics").text
+    delivered: dict[str, float] = {}
+    for r in receiver.received:
+        p = r.body.get("patient_id")
+        if p in accepted and p not in delivered:
+            delivered[p] = r.at
+    lat = sorted(delivered[p] - accepted[p] for p in delivered)
+    hist = histogram(text, "respmon_upload_to_alert_delivered_seconds")
+    hist["count_excluding_warmup"] = hist["count"] - warm_hist["count"]
+    p99 = float(np.percentile(lat, 99))
+    return {"rate_per_s": rate, "duration_s": seconds, "uploads": n, "alerts_delivered": len(lat),
+            "upload": "spirometry JSON session, FVC 40 % pred (rule NS-FVC50), one new patient each",
+            "dispatch_interval_s": 0.2,
+            "measured": "HTTP 202 received by the client -> webhook request received (alerts.receiver), wall clock",
+            "p50_s": round(float(np.percentile(lat, 50)), 3), "p90_s": round(float(np.percentile(lat, 90)), 3),
+            "p99_s": round(p99, 3), "max_s": round(lat[-1], 3), "mean_s": round(statistics.mean(lat), 3),
+            "signatures_ok": all(r.signature_ok for r in receiver.received),
+            "worker_histogram": hist, "target": "p99 < 2 s", "target_met": p99 < 2.0}
+
+
+# ----------------------------------------------------------------------------- 3. memory
+
+def _status(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmHWM", "VmRSS")):
+            out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+def memory(stack: PrivateStack, code: Path, logs: Path, patients: int) -> dict[str, Any]:
+    from kafka import KafkaProducer
+
+    from schemas import Envelope, NivNight, SpirometrySession
+
+    env = Env(stack, "mem", code, logs)
+    env.prepare()
+    rng = np.random.default_rng(3)
+    night = date(2026, 11, 20)
+    taken = datetime(2026, 11, 21, 9, 30, tzinfo=timezone.utc)
+    values = []
+    for i in range(patients):
+        p = f"MEM{i:06d}"
+        if i % 2 == 0:
+            cells = niv_csv_row(rng, p, night).split(",")
+            rec = NivNight(patient_id=p, night_date=night, usage_hours=float(cells[2]), leak_p95_lpm=float(cells[3]),
+                           ahi=float(cells[4]), resp_rate=float(cells[5]), tidal_volume_ml=float(cells[6]),
+                           minute_vent_lpm=float(cells[7]), spo2_mean=float(cells[8]), spo2_t90_pct=float(cells[9]),
+                           pct_spont_triggered=float(cells[10]), source="niv_csv")
+        else:
+            rec = SpirometrySession(patient_id=p, taken_at=taken, fvc_l=round(float(rng.uniform(2.5, 4.5)), 2),
+                                    fvc_pct_pred=round(float(rng.uniform(60, 100)), 1), posture="sitting",
+                                    source="home_spirometer", grade="A")
+        e = Envelope(upload_id=str(uuid.uuid4()), device_id=f"dev-{p}", received_at=datetime.now(UTC), record=rec)
+        values.append((p.encode(), e.model_dump_json().encode()))
+    tables = ("niv_nights", "spirometry_sessions")
+    with service(env, "worker", "RESPMON_WORKER_WEB_PORT", "mem-worker.log") as (worker, wurl):
+        time.sleep(2)
+        idle = _status(worker.pid)
+        peak_rss = [idle["VmRSS"]]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                try:
+                    peak_rss.append(_status(worker.pid)["VmRSS"])
+                except OSError:
+                    return
+                stop.wait(0.25)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        meter = CpuMeter(stack, {"worker": worker.pid})
+        meter.start()
+        t0 = time.time()
+        producer = KafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", enable_idempotence=True,
+                                 linger_ms=5, compression_type="gzip")
+        for key, value in values:
+            producer.send(f"bench-{env.name}.measurements", key=key, value=value)
+        producer.flush()
+        producer.close()
+        published = time.time() - t0
+        wait_until(lambda: count_rows(env.url, tables) >= patients, 900, "memory batch rows", poll_s=0.5)
+        cpu = meter.stop(patients)
+        stop.set()
+        sampler.join()
+        final = _status(worker.pid)
+        first, last = stored_span(env.url, tables)
+    elapsed = last - t0
+    return {"patients": patients, "envelopes": patients,
+            "batch": "alternating NIV nights and spirometry sessions (FVC 60-100 % pred), one envelope per patient",
+            "publish_s": round(published, 2), "elapsed_publish_start_to_last_row_s": round(elapsed, 2),
+            "envelopes_per_s": round(patients / elapsed, 1),
+            "worker_first_to_last_row_s": round(last - first, 2),
+            "worker_envelopes_per_s": round(patients / (last - first), 1),
+            "idle_rss_mib": round(idle["VmRSS"] / 1024, 1), "idle_hwm_mib": round(idle["VmHWM"] / 1024, 1),
+            "peak_rss_vmhwm_mib": round(final["VmHWM"] / 1024, 1),
+            "max_sampled_rss_mib": round(max(peak_rss) / 1024, 1),
+            "growth_over_idle_mib": round((final["VmHWM"] - idle["VmRSS"]) / 1024, 1),
+            "kib_per_patient": round((final["VmHWM"] - idle["VmRSS"]) / patients, 2), "cpu": cpu}
+
+
+# ----------------------------------------------------------------------------- main
+
+SIZES = {"full": {"uploads": 240, "clients": 8, "rate": 2.0, "seconds": 60.0, "patients": 10_000},
+         "quick": {"uploads": 30, "clients": 4, "rate": 2.0, "seconds": 10.0, "patients": 1_000}}
+
+
+def run(quick: bool, only: set[str], code: Path) -> dict[str, Path]:
+    size = SIZES["quick" if quick else "full"]
+    written: dict[str, Path] = {}
+    logs = Path(os.environ.get("RESPMON_BENCH_LOGS") or (Path("/tmp") / f"respmon-bench-logs-{uuid.uuid4().hex[:6]}"))
+    logs.mkdir(parents=True, exist_ok=True)
+    print(f"e2e: service logs in {logs}", file=sys.stderr)
+    extra = {"quick": quick, "code": str(code), "service_logs": str(logs)}
+    with PrivateStack() as stack:
+        if "throughput" in only:
+            r = throughput(stack, code, logs, size["uploads"], size["clients"])
+            written["e2e_throughput"] = write_result("e2e_throughput", {**extra, **r})
+            print(json.dumps(r, indent=2), file=sys.stderr)
+        if "latency" in only:
+            r = latency(stack, code, logs, size["rate"], size["seconds"])
+            written["e2e_latency"] = write_result("e2e_latency", {**extra, **r})
+            print(json.dumps(r, indent=2), file=sys.stderr)
+        if "memory" in only:
+            r = memory(stack, code, logs, size["patients"])
+            written["e2e_memory"] = write_result("e2e_memory", {**extra, **r})
+            print(json.dumps(r, indent=2), file=sys.stderr)
+    return written
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    ap.add_argument("--only", default="throughput,latency,memory")
+    ap.add_argument("--code", type=Path, default=ROOT, help="checkout whose services are run (default: this one)")
+    args = ap.parse_args()
+    run(args.quick, set(args.only.split(",")), args.code.resolve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Run every benchmark and write bench/results/*.json (summarised in the README, section "Benchmarks").
+
+    .venv/bin/python bench/run_all.py            # full run, ~8-10 min on 2 cores
+    .venv/bin/python bench/run_all.py --quick    # smoke run, ~2 min
+
+1. oximetry_metrics  night_metrics vs pobm 1.2 ODI3 on the same 8 h 1 Hz nights (bench/.venv-pobm)
+2. parsing           ResMed EDF (STR + DATALOG), O2Ring CSV/binary, 8 h 1 Hz generic CSV
+3. e2e_*             on a private Kafka + PostgreSQL stack (bench/stack.py): throughput vs a bare
+                     consumer baseline, upload-to-alert latency, worker peak RSS on a 10,000-patient batch
+"""
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    ap.add_argument("--only", default="oximetry,parsing,e2e", help="comma-separated subset")
+    args, rest = ap.parse_known_args()
+    only = set(args.only.split(","))
+    quick = ["--quick"] if args.quick else []
+    steps = [("oximetry", [HERE / "oximetry_metrics.py", *quick]), ("parsing", [HERE / "parsing.py", *quick]),
+             ("e2e", [HERE / "e2e.py", *quick, *rest])]
+    failed = []
+    for name, cmd in steps:
+        if name not in only:
+            continue
+        t0 = time.monotonic()
+        print(f"== {name}", file=sys.stderr, flush=True)
+        rc = subprocess.run([sys.executable, *map(str, cmd)], stdout=subprocess.DEVNULL).returncode
+        print(f"== {name}: {'ok' if rc == 0 else f'FAILED ({rc})'} in {time.monotonic() - t0:.0f}s",
+              file=sys.stderr, flush=True)
+        if rc:
+            failed.append(name)
+    print(f"results in {HERE / 'results'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

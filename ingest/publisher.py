@@ -18,7 +18,7 @@ class Publisher:
             enable_idempotence=True,
             retries=10,
             linger_ms=2,
-            compression_type="gzip",
+            compression_type="lz4",
             max_request_size=8 * 1024 * 1024,
             request_timeout_ms=int(settings.publish_timeout_s * 1000),
         )

@@ -7,6 +7,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ingest_testlib import SYN
 
 from ingest.parsers import ParseError, detect_format, parse_bytes
@@ -137,3 +139,19 @@ def test_o2ring_binary_errors() -> None:
     invalid_only = raw[:40] + struct.pack("<BHBB", 0xFF, 0xFFFF, 0, 0) * 3
     with pytest.raises(ParseError, match="no valid SpO2 samples"):
         _one(invalid_only, "ring.bin")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)))
+def test_fast_timestamp_path_agrees_with_strptime(moment: datetime) -> None:
+    from ingest.parsers.wellue import _fast_standard
+
+    text = moment.replace(microsecond=0).strftime("%H:%M:%S %b %d %Y")
+    assert _fast_standard(text) == datetime.strptime(text, "%H:%M:%S %b %d %Y")
+
+
+def test_fast_timestamp_path_leaves_odd_text_to_strptime() -> None:
+    from ingest.parsers.wellue import _fast_standard
+
+    for odd in ("00:21:19 Foo 09 2026", "00:21:19 Feb 30 2026", "0a:21:19 Mar 09 2026", "00:21:19 Mar 09 2026 "):
+        assert _fast_standard(odd) is None

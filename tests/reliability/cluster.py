@@ -1,0 +1,136 @@
+"""Three Kafka brokers in KRaft mode (each broker + controller, one quorum of three) on loopback ports,
+run from the same jars as infra/stack.sh: the shape of Kafka's own kafkatest replication test.
+
+Every process is a Popen this object owns; `kill(node, sig)` signals one of them, `stop()` ends all.
+"""
+
+import base64
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from tests.conftest import free_port
+from tests.reliability.stack import SHARED_LIBS, wait_for
+
+
+class KafkaCluster:
+    def __init__(self, size: int = 3, libs: Path = SHARED_LIBS) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="respmon-cluster-"))
+        self.libs = libs
+        self.nodes = list(range(1, size + 1))
+        self.ports = {n: free_port() for n in self.nodes}
+        self.controller_ports = {n: free_port() for n in self.nodes}
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.ports.values())
+
+    def _java(self, node: int) -> list[str]:
+        return ["java", "-Xms128m", "-Xmx512m", f"-Dlog4j.configuration=file:{self.dir / f'log4j-{node}.properties'}",
+                "-cp", f"{self.libs}/*"]
+
+    def _configure(self, node: int) -> Path:
+        voters = ",".join(f"{n}@127.0.0.1:{self.controller_ports[n]}" for n in self.nodes)
+        data = self.dir / f"data-{node}"
+        props = self.dir / f"server-{node}.properties"
+        props.write_text(f"""process.roles=broker,controller
+node.id={node}
+controller.quorum.voters={voters}
+listeners=PLAINTEXT://127.0.0.1:{self.ports[node]},CONTROLLER://127.0.0.1:{self.controller_ports[node]}
+advertised.listeners=PLAINTEXT://127.0.0.1:{self.ports[node]}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={data}
+num.partitions=4
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+unclean.leader.election.enable=false
+broker.session.timeout.ms=6000
+broker.heartbeat.interval.ms=1000
+message.max.bytes=8388608
+replica.fetch.max.bytes=8388608
+""")
+        (self.dir / f"log4j-{node}.properties").write_text(f"""log4j.rootLogger=WARN, file
+log4j.logger.kafka.server.KafkaRaftServer=INFO
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File={self.dir / f'kafka-{node}.log'}
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+""")
+        return props
+
+    def start(self, timeout_s: float = 120) -> None:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        formats = [subprocess.Popen([*self._java(n), "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                     "-c", str(self._configure(n))], stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE) for n in self.nodes]
+        for proc in formats:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err.decode(errors="replace")
+        for node in self.nodes:
+            self.start_node(node)
+        wait_for(lambda: self.live_brokers() == len(self.nodes), timeout_s, "three brokers in the cluster", 0.5)
+
+    def start_node(self, node: int) -> None:
+        with open(self.dir / f"stdout-{node}.log", "ab") as out:
+            self.procs[node] = subprocess.Popen([*self._java(node), "kafka.Kafka",
+                                                 str(self.dir / f"server-{node}.properties")],
+                                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def live_brokers(self) -> int:
+        from kafka import KafkaAdminClient
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
+        except Exception:  # noqa: BLE001 - not up yet
+            return 0
+        try:
+            return len(admin.describe_cluster()["brokers"])
+        except Exception:  # noqa: BLE001
+            return 0
+        finally:
+            admin.close()
+
+    def leaders(self, topic: str) -> dict[int, int]:
+        """partition -> leader node id."""
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        try:
+            (described,) = admin.describe_topics([topic])
+            return {p["partition_index"]: p["leader_id"] for p in described["partitions"]}
+        finally:
+            admin.close()
+
+    def kill(self, node: int, sig: signal.Signals = signal.SIGKILL) -> None:
+        proc = self.procs.pop(node)
+        proc.send_signal(sig)
+        proc.wait(60)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 30
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)

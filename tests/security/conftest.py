@@ -1,0 +1,63 @@
+"""Security tests run on the real stack (tests/conftest.py `stack_env`: the shared dev Kafka and
+PostgreSQL, a fresh database and topic prefix) with their own ingest, worker and team API, so that the
+service logs this folder scans hold only what these tests sent."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from alerts.receiver import WebhookReceiver
+from respmon.launcher import service
+from tests.conftest import free_port
+
+SECRET = "security-webhook-secret"
+MAX_UPLOAD = 256 * 1024
+
+
+@dataclass
+class SecuredPipeline:
+    ingest_url: str
+    worker_url: str
+    alerts_url: str
+    receiver: WebhookReceiver
+    db_url: str
+    log_dir: Path
+
+    def device(self, device_id: str, patient_id: str) -> str:
+        from ingest.devices import provision
+
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            return provision(conn, device_id, patient_id)
+
+    def team_member(self, member_id: str) -> str:
+        from alerts.team import provision
+
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            return provision(conn, member_id, "respiratory")
+
+    def upload(self, token: str | None, body: bytes | str, content_type: str = "application/json",
+               headers: dict[str, str] | None = None, **params: str) -> httpx.Response:
+        sent = {"Content-Type": content_type, **(headers or {})}
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        return httpx.post(f"{self.ingest_url}/v1/uploads", content=body, headers=sent, params=params, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def secured(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredPipeline]:
+    logs = tmp_path_factory.mktemp("security-logs")
+    ingest_port, worker_port, alerts_port = free_port(), free_port(), free_port()
+    with WebhookReceiver(SECRET) as receiver:
+        env = {**stack_env, "RESPMON_INGEST_PORT": str(ingest_port), "RESPMON_WORKER_WEB_PORT": str(worker_port),
+               "RESPMON_ALERTS_API_PORT": str(alerts_port), "RESPMON_WEBHOOK_URL": receiver.url,
+               "RESPMON_WEBHOOK_SECRET": SECRET, "RESPMON_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+               "RESPMON_PUBLIC_BASE_URL": f"http://127.0.0.1:{alerts_port}", "RESPMON_LOG_LEVEL": "INFO"}
+        with service(["worker"], env, f"http://127.0.0.1:{worker_port}/healthz", logs / "worker.log"), \
+             service(["ingest"], env, f"http://127.0.0.1:{ingest_port}/healthz", logs / "ingest.log"), \
+             service(["alerts-api"], env, f"http://127.0.0.1:{alerts_port}/healthz", logs / "alerts.log"):
+            yield SecuredPipeline(f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{worker_port}",
+                                  f"http://127.0.0.1:{alerts_port}", receiver, stack_env["RESPMON_DATABASE_URL"], logs)

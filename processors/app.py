@@ -49,6 +49,13 @@ app = faust.App(
     web_host=settings.worker_host,
     web_port=settings.worker_web_port,
     web_in_thread=False,
+    logging_config={  # the same JSON lines as the other services, extras (ids) included
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "respmon.logs.JsonFormatter"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "root": {"handlers": ["stderr"], "level": settings.log_level},
+    },
 )
 
 measurements = app.topic(settings.measurements_topic, key_serializer="raw", value_serializer="raw",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -33,9 +34,10 @@ def stack() -> Iterator[None]:
         subprocess.run([str(STACK), "stop"], check=True)
 
 
-@pytest.fixture(scope="session")
-def stack_env(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Environment for this run's services: a fresh database and a unique topic prefix, schema applied."""
+@contextmanager
+def namespace(worker_dir: Path) -> Iterator[dict[str, str]]:
+    """A fresh database (schema applied) and a unique topic prefix and consumer group: pipelines of
+    one test run that must not see each other's events, alerts or outbox each get their own."""
     run = uuid.uuid4().hex[:8]
     db = f"respmon_test_{run}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
@@ -44,24 +46,33 @@ def stack_env(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "RESPMON_DATABASE_URL": f"postgresql://respmon:respmon@127.0.0.1:15432/{db}",
         "RESPMON_TOPIC_PREFIX": f"test-{run}",
         "RESPMON_WORKER_APP_ID": f"respmon-test-{run}",
-        "RESPMON_WORKER_DATA_DIR": str(tmp_path_factory.mktemp("worker")),
+        "RESPMON_WORKER_DATA_DIR": str(worker_dir),
         "RESPMON_DISPATCH_INTERVAL_S": "0.2",
         "RESPMON_DELIVERY_BACKOFF_BASE_S": "0.5",
         "RESPMON_DELIVERY_BACKOFF_MAX_S": "2",
     }
-    saved = dict(os.environ)
-    os.environ.update(env)
-    from respmon.settings import get_settings
+    for command in ("migrate", "topics"):
+        subprocess.run([sys.executable, "-m", "respmon", command], check=True, env={**os.environ, **env}, cwd=ROOT)
+    try:
+        yield env
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
-    get_settings.cache_clear()
-    subprocess.run([sys.executable, "-m", "respmon", "migrate"], check=True, env={**saved, **env}, cwd=ROOT)
-    subprocess.run([sys.executable, "-m", "respmon", "topics"], check=True, env={**saved, **env}, cwd=ROOT)
-    yield env
-    os.environ.clear()
-    os.environ.update(saved)
-    get_settings.cache_clear()
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+@pytest.fixture(scope="session")
+def stack_env(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment for this run's services, also set in this process (for code under test)."""
+    with namespace(tmp_path_factory.mktemp("worker")) as env:
+        saved = dict(os.environ)
+        os.environ.update(env)
+        from respmon.settings import get_settings
+
+        get_settings.cache_clear()
+        yield env
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

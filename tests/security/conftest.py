@@ -12,7 +12,7 @@ import pytest
 
 from alerts.receiver import WebhookReceiver
 from respmon.launcher import service
-from tests.conftest import free_port
+from tests.conftest import free_port, namespace
 
 SECRET = "security-webhook-secret"
 MAX_UPLOAD = 256 * 1024
@@ -47,12 +47,13 @@ class SecuredPipeline:
         return httpx.post(f"{self.ingest_url}/v1/uploads", content=body, headers=sent, params=params, timeout=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def secured(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredPipeline]:
     logs = tmp_path_factory.mktemp("security-logs")
     ingest_port, worker_port, alerts_port = free_port(), free_port(), free_port()
-    with WebhookReceiver(SECRET) as receiver:
-        env = {**stack_env, "RESPMON_INGEST_PORT": str(ingest_port), "RESPMON_WORKER_WEB_PORT": str(worker_port),
+    # its own database, topics and consumer group: the integration pipeline of the same run is still up
+    with WebhookReceiver(SECRET) as receiver, namespace(tmp_path_factory.mktemp("security-worker")) as own:
+        env = {**stack_env, **own, "RESPMON_INGEST_PORT": str(ingest_port), "RESPMON_WORKER_WEB_PORT": str(worker_port),
                "RESPMON_ALERTS_API_PORT": str(alerts_port), "RESPMON_WEBHOOK_URL": receiver.url,
                "RESPMON_WEBHOOK_SECRET": SECRET, "RESPMON_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
                "RESPMON_PUBLIC_BASE_URL": f"http://127.0.0.1:{alerts_port}", "RESPMON_LOG_LEVEL": "INFO"}
@@ -60,4 +61,4 @@ def secured(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
              service(["ingest"], env, f"http://127.0.0.1:{ingest_port}/healthz", logs / "ingest.log"), \
              service(["alerts-api"], env, f"http://127.0.0.1:{alerts_port}/healthz", logs / "alerts.log"):
             yield SecuredPipeline(f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{worker_port}",
-                                  f"http://127.0.0.1:{alerts_port}", receiver, stack_env["RESPMON_DATABASE_URL"], logs)
+                                  f"http://127.0.0.1:{alerts_port}", receiver, own["RESPMON_DATABASE_URL"], logs)

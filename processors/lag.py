@@ -11,6 +11,7 @@ RespmonTargetDown) covers that case.
 """
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 
 import faust
@@ -94,10 +95,52 @@ def publish(lags: Mapping[object, int], topics: Iterable[str], reported: set[tup
     reported.update(current)
 
 
+STALL_S = 30.0
+STALLS = Counter(
+    "respmon_worker_stream_stalls_total",
+    "Partitions that had lag but did not advance for 30 s; the worker resumed their flow",
+)
+
+
+class StallWatch:
+    """Notices a partition with lag whose position stands still: seen after a worker restart, when
+    faust left a partition paused and the stream never fetched it again (no error, nothing logged)."""
+
+    def __init__(self, stall_s: float = STALL_S) -> None:
+        self.stall_s = stall_s
+        self.since: dict[object, tuple[int | None, float]] = {}
+
+    def check(self, lags: Mapping[object, int], positions: Mapping[object, int | None], now: float) -> list[object]:
+        stalled = []
+        for tp, lag in lags.items():
+            position = positions.get(tp)
+            previous = self.since.get(tp)
+            if lag <= 0 or previous is None or previous[0] != position:
+                self.since[tp] = (position, now)
+            elif now - previous[1] >= self.stall_s:
+                stalled.append(tp)
+                self.since[tp] = (position, now)
+        return stalled
+
+
+async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int]) -> None:
+    consumer = app.consumer
+    positions = {tp: await consumer.position(tp) for tp in lags}
+    stalled = watch.check(lags, positions, time.monotonic())
+    if stalled:
+        STALLS.inc(len(stalled))
+        log.error("stream stalled with lag; resuming its partitions",
+                  extra={"partitions": [f"{tp.topic}:{tp.partition}" for tp in stalled]})  # type: ignore[attr-defined]
+        consumer.resume_partitions(stalled)  # type: ignore[arg-type]
+        consumer.resume_flow()
+        app.flow_control.resume()
+
+
 def register(app: faust.App, topic: object) -> None:
     """Define a faust timer on `app` that refreshes the lag gauge for `topic` every few seconds."""
     names = _topic_names(topic)
     reported: set[tuple[str, str]] = set()
+    watch = StallWatch()
 
     @app.timer(interval=LAG_INTERVAL_S, name=f"{__name__}.consumer_lag")
     async def consumer_lag() -> None:
@@ -108,3 +151,7 @@ def register(app: faust.App, topic: object) -> None:
             log.debug("consumer lag not measured", extra={"error": type(error).__name__})
             return
         publish(lags, names, reported)
+        try:
+            await unstall(app, watch, lags)
+        except Exception as error:  # noqa: BLE001
+            log.warning("stall check failed", extra={"error": type(error).__name__})

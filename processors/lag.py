@@ -11,11 +11,14 @@ RespmonTargetDown) covers that case.
 """
 
 import logging
+import os
 import time
 from collections.abc import Iterable, Mapping
 
 import faust
 from prometheus_client import Counter, Gauge
+
+from respmon.supervise import STALL_EXIT
 
 log = logging.getLogger("respmon.worker.lag")
 
@@ -109,6 +112,7 @@ class StallWatch:
     def __init__(self, stall_s: float = STALL_S) -> None:
         self.stall_s = stall_s
         self.since: dict[object, tuple[int | None, float]] = {}
+        self.resumed: set[object] = set()
 
     def check(self, lags: Mapping[object, int], positions: Mapping[object, int | None], now: float) -> list[object]:
         stalled = []
@@ -127,13 +131,22 @@ async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int])
     consumer = app.consumer
     positions = {tp: await consumer.position(tp) for tp in lags}
     stalled = watch.check(lags, positions, time.monotonic())
-    if stalled:
-        STALLS.inc(len(stalled))
-        log.error("stream stalled with lag; resuming its partitions",
-                  extra={"partitions": [f"{tp.topic}:{tp.partition}" for tp in stalled]})  # type: ignore[attr-defined]
-        consumer.resume_partitions(stalled)  # type: ignore[arg-type]
-        consumer.resume_flow()
-        app.flow_control.resume()
+    if not stalled:
+        watch.resumed.clear()
+        return
+    names = [f"{tp.topic}:{tp.partition}" for tp in stalled]  # type: ignore[attr-defined]
+    STALLS.inc(len(stalled))
+    if watch.resumed & set(stalled):
+        # resuming did not help: exit so the supervisor (respmon/supervise.py) starts a fresh worker;
+        # at-least-once consumption with idempotent effects makes the replay harmless
+        log.error("stream still stalled after resume; restarting the worker", extra={"partitions": names})
+        logging.shutdown()
+        os._exit(STALL_EXIT)
+    log.error("stream stalled with lag; resuming its partitions", extra={"partitions": names})
+    watch.resumed = set(stalled)
+    consumer.resume_partitions(stalled)  # type: ignore[arg-type]
+    consumer.resume_flow()
+    app.flow_control.resume()
 
 
 def register(app: faust.App, topic: object) -> None:

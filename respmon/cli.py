@@ -74,10 +74,19 @@ def cmd_team_add(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from processors.app import main
+    """The faust worker, in a child process that is started again if its stream stalls."""
+    import os
 
-    main()
-    return 0
+    if os.environ.get("RESPMON_WORKER_CHILD") == "1":
+        from processors.app import main
+
+        main()
+        return 0
+    from respmon.logs import setup_logging
+    from respmon.supervise import supervise
+
+    setup_logging(get_settings().log_level)
+    return supervise([sys.executable, "-m", "respmon", "worker"], {**os.environ, "RESPMON_WORKER_CHILD": "1"})
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -52,8 +52,15 @@ def test_leader_sigkill_in_three_broker_cluster_loses_no_acknowledged_upload(pri
         try:
             (described,) = admin.describe_topics([topic])
             assert all(len(p["replica_nodes"]) == 3 for p in described["partitions"])
-            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
-            assert configs["topic"][topic]["min.insync.replicas"]["value"] == "2"
+            deadline = time.monotonic() + 15  # a broker may answer before the topic config reached it
+            while True:
+                configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
+                                                 config_filter="all")
+                found = configs.get("topic", {}).get(topic, {}).get("min.insync.replicas")
+                if found is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert found is not None and found["value"] == "2", configs
         finally:
             admin.close()
 

@@ -34,16 +34,12 @@ class Mailbox:
         return "250 OK"
 
 
-@dataclass
-class Pipeline:
+class PipelineClient:
+    """What a test does against running services: provision credentials and upload like a device.
+    Needs `ingest_url` and `db_url` on the class using it."""
+
     ingest_url: str
-    worker_url: str
-    alerts_url: str
-    receiver: WebhookReceiver
-    escalation_receiver: WebhookReceiver
-    mailbox: Mailbox
     db_url: str
-    log_dir: Path
 
     def team_member(self, member_id: str, team: str = "respiratory") -> str:
         from alerts.team import provision
@@ -65,6 +61,18 @@ class Pipeline:
         if token is not None:
             sent["Authorization"] = f"Bearer {token}"
         return httpx.post(f"{self.ingest_url}/v1/uploads", content=body, headers=sent, params=params, timeout=30)
+
+
+@dataclass
+class Pipeline(PipelineClient):
+    ingest_url: str
+    worker_url: str
+    alerts_url: str
+    receiver: WebhookReceiver
+    escalation_receiver: WebhookReceiver
+    mailbox: Mailbox
+    db_url: str
+    log_dir: Path
 
 
 @pytest.fixture(scope="package")

@@ -6,45 +6,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import psycopg
 import pytest
 
 from alerts.receiver import WebhookReceiver
 from respmon.launcher import service
 from tests.conftest import free_port, namespace
+from tests.integration.conftest import PipelineClient
 
 SECRET = "security-webhook-secret"
 MAX_UPLOAD = 256 * 1024
 
 
 @dataclass
-class SecuredPipeline:
+class SecuredPipeline(PipelineClient):
     ingest_url: str
     worker_url: str
     alerts_url: str
     receiver: WebhookReceiver
     db_url: str
     log_dir: Path
-
-    def device(self, device_id: str, patient_id: str) -> str:
-        from ingest.devices import provision
-
-        with psycopg.connect(self.db_url, autocommit=True) as conn:
-            return provision(conn, device_id, patient_id)
-
-    def team_member(self, member_id: str) -> str:
-        from alerts.team import provision
-
-        with psycopg.connect(self.db_url, autocommit=True) as conn:
-            return provision(conn, member_id, "respiratory")
-
-    def upload(self, token: str | None, body: bytes | str, content_type: str = "application/json",
-               headers: dict[str, str] | None = None, **params: str) -> httpx.Response:
-        sent = {"Content-Type": content_type, **(headers or {})}
-        if token is not None:
-            sent["Authorization"] = f"Bearer {token}"
-        return httpx.post(f"{self.ingest_url}/v1/uploads", content=body, headers=sent, params=params, timeout=30)
 
 
 @pytest.fixture(scope="package")

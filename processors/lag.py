@@ -121,6 +121,7 @@ class StallWatch:
             previous = self.since.get(tp)
             if lag <= 0 or previous is None or previous[0] != position:
                 self.since[tp] = (position, now)
+                self.resumed.discard(tp)  # it moved (or caught up): a later stall starts afresh
             elif now - previous[1] >= self.stall_s:
                 stalled.append(tp)
                 self.since[tp] = (position, now)
@@ -132,7 +133,6 @@ async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int])
     positions = {tp: await consumer.position(tp) for tp in lags}
     stalled = watch.check(lags, positions, time.monotonic())
     if not stalled:
-        watch.resumed.clear()
         return
     names = [f"{tp.topic}:{tp.partition}" for tp in stalled]  # type: ignore[attr-defined]
     STALLS.inc(len(stalled))
@@ -143,7 +143,7 @@ async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int])
         logging.shutdown()
         os._exit(STALL_EXIT)
     log.error("stream stalled with lag; resuming its partitions", extra={"partitions": names})
-    watch.resumed = set(stalled)
+    watch.resumed.update(stalled)
     consumer.resume_partitions(stalled)  # type: ignore[arg-type]
     consumer.resume_flow()
     app.flow_control.resume()

@@ -82,13 +82,28 @@ async def pool() -> AsyncConnectionPool:
 
 @app.agent(measurements)
 async def process_measurements(stream: faust.StreamT) -> None:
-    """One event at a time, each in its own PostgreSQL transaction.
+    """Events are gathered while more are already waiting (up to `worker_batch_max`), then written in
+    one PostgreSQL transaction and only then acknowledged (committed offsets never pass an unwritten
+    event). An idle stream flushes at once, so a lone upload is not held back waiting for company.
 
-    faust's `take_events` batching was tried and rejected: it held the last event of a partition
-    back until another arrived (measured: an oximetry night stayed unprocessed, lag 1, for minutes).
+    faust's `take_events` was tried and rejected: it held the last event of a partition back until
+    another arrived (measured: an oximetry night stayed unprocessed, lag 1, for minutes).
     """
+    stream.enable_acks = False  # acked below, after the batch is stored
+    pending: list[faust.types.EventT] = []
     async for event in stream.events():
-        await handle_batch(stream, [event])
+        pending.append(event)
+        if len(pending) >= settings.worker_batch_max or not _more_waiting(stream):
+            await handle_batch(stream, pending)
+            for done in pending:
+                await stream.ack(done)
+            pending = []
+
+
+def _more_waiting(stream: faust.StreamT) -> bool:
+    """True when the stream's channel already holds the next event (fetched, not yet iterated)."""
+    queue = getattr(stream.channel, "queue", None)
+    return queue is not None and not queue.empty()
 
 
 @dataclass
@@ -108,6 +123,7 @@ class Batch:
 
 
 async def handle_batch(stream: faust.StreamT, events: list[faust.types.EventT]) -> None:
+    """Evaluate the events in order, store everything in one transaction, then update the table."""
     batch = Batch()
     for event in events:
         await _evaluate(batch, event)
@@ -148,6 +164,7 @@ async def _evaluate(batch: Batch, event: faust.types.EventT) -> None:
 
 async def _write(batch: Batch) -> None:
     """One transaction per batch, retried with backoff until PostgreSQL takes it (never skipped)."""
+    telemetry.BATCH_EVENTS.observe(len(batch.envelopes))
     delay = 0.5
     while True:
         try:

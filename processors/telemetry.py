@@ -7,7 +7,9 @@ EVENTS_PROCESSED = Counter(
 )
 FINDINGS = Counter("respmon_findings_total", "Findings emitted by the rules engine", ["category", "severity", "state"])
 ALERTS_QUEUED = Counter("respmon_alerts_queued_total", "Alert notifications queued in the outbox", ["category", "severity"])
-DB_WRITE_SECONDS = Histogram("respmon_db_write_seconds", "Time of one event's database transaction")
+DB_WRITE_SECONDS = Histogram("respmon_db_write_seconds", "Time of one batch's database transaction")
+BATCH_EVENTS = Histogram("respmon_worker_batch_records", "Records stored per database transaction (one batch)",
+                         buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
 DB_ERRORS = Counter("respmon_db_errors_total", "Database errors (each is retried with backoff)", ["stage"])
 UPLOAD_TO_FINDING = Histogram(
     "respmon_upload_to_finding_stored_seconds", "From upload received by ingest to its findings stored",

@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +36,7 @@ class Settings(BaseSettings, frozen=True):
     rules_overrides: Path | None = None
     storage_upkeep_s: float = 600.0  # partitions ahead and daily summary refresh
     tick_interval_s: float = 3600.0  # re-evaluation of time-based rules (missing uploads, overdue tests)
+    worker_batch_max: int = Field(default=200, ge=1, le=5000)  # events per PostgreSQL transaction at most
 
     # alert delivery and the team API
     routing_file: Path | None = None

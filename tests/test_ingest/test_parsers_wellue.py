@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -155,3 +155,66 @@ def test_fast_timestamp_path_leaves_odd_text_to_strptime() -> None:
 
     for odd in ("00:21:19 Foo 09 2026", "00:21:19 Feb 30 2026", "0a:21:19 Mar 09 2026", "00:21:19 Mar 09 2026 "):
         assert _fast_standard(odd) is None
+
+
+# --------------------------------------------------------------- whole-file reader of the O2Ring dialect
+
+CELL = st.one_of(st.integers(0, 300).map(str), st.just("--"))
+ODD_CELL = st.sampled_from(["9x", "", " 95", "95.5", "1e2", "+95", "\"95\"", "1000", "٩٥"])
+
+
+@st.composite
+def o2ring_files(draw: st.DrawFn) -> str:
+    """O2Ring-dialect text with gaps, no-reading cells, out-of-range codes and, sometimes, one odd row."""
+    start = draw(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31))).replace(microsecond=0)
+    interval = draw(st.sampled_from([1, 2, 4]))
+    moment, rows = start, []
+    for _ in range(draw(st.integers(2, 80))):
+        cells = [draw(CELL), draw(CELL), draw(CELL)]
+        rows.append(f"{moment:%H:%M:%S %b %d %Y},{cells[0]},{cells[1]},{cells[2]},0,0")
+        moment += timedelta(seconds=interval * draw(st.sampled_from([1, 1, 1, 2, 5])))
+    if draw(st.booleans()):  # one row the fast reader must leave to the row parser
+        at = draw(st.integers(0, len(rows) - 1))
+        kind = draw(st.sampled_from(["cell", "blank", "extra", "short", "backwards", "crlf"]))
+        if kind == "cell":
+            rows[at] = rows[at].replace(",", f",{draw(ODD_CELL)},", 1).replace(",,", ",", 1)
+        elif kind == "blank":
+            rows.insert(at, "")
+        elif kind == "extra":
+            rows[at] += ",1"
+        elif kind == "short":
+            rows[at] = rows[at].rsplit(",", 1)[0]
+        elif kind == "backwards":
+            rows.append(rows[0])
+        else:
+            rows[at] += "\r"
+    return "\n".join([HEADER, *rows]) + draw(st.sampled_from(["\n", ""]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(o2ring_files())
+def test_whole_file_reader_agrees_with_the_row_parser(text: str) -> None:
+    """The vectorised reader gives exactly what the row-by-row reference gives, or steps aside (None)."""
+    from ingest.parsers.common import Context
+    from ingest.parsers.wellue import _read_rows, _read_standard
+
+    ctx = Context("night.csv", PID)
+    fast = _read_standard(text, ctx)
+    try:
+        reference = _read_rows(text, ctx)
+    except ParseError:
+        assert fast is None  # errors are always the row parser's, with their line numbers
+        return
+    if fast is not None:
+        assert fast == reference
+
+
+def test_whole_file_reader_takes_the_common_export() -> None:
+    """The O2Ring export the devices send really goes the fast way (and means the same)."""
+    from ingest.parsers.common import Context
+    from ingest.parsers.wellue import _read_rows, _read_standard
+
+    text = O2RING_CSV.read_text()
+    ctx = Context(O2RING_CSV.name, PID)
+    fast = _read_standard(text, ctx)
+    assert fast is not None and fast == _read_rows(text, ctx)

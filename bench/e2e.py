@@ -151,6 +151,22 @@ def children(ppid: int) -> list[int]:
     return out
 
 
+def tree(pid: int) -> list[int]:
+    """The process and all its descendants (`respmon worker` is a supervisor over the faust process)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children(p)
+    return out
+
+
+def worker_process(proc: subprocess.Popen[bytes]) -> int:
+    """The faust process under the `respmon worker` supervisor (whose own memory says nothing)."""
+    kids = children(proc.pid)
+    return kids[0] if kids else proc.pid
+
+
 class CpuMeter:
     """CPU seconds used by named processes between start() and stop(); PostgreSQL = postmaster + backends.
 
@@ -166,7 +182,8 @@ class CpuMeter:
 
     def _sample(self) -> dict[str, Any]:
         kafka = int((self.stack.dir / "kafka" / "kafka.pid").read_text())
-        return {"procs": {k: cpu_s(v) for k, v in {**self.procs, "kafka": kafka}.items()}, "pg": self._pg(),
+        return {"procs": {k: sum(cpu_s(p) for p in tree(v)) for k, v in {**self.procs, "kafka": kafka}.items()},
+                "pg": self._pg(),
                 "bench": sum(os.times()[:2]), "wall": time.monotonic()}
 
     def start(self) -> None:
@@ -549,14 +566,15 @@ def memory(stack: PrivateStack, code: Path, logs: Path, patients: int) -> dict[s
     tables = ("niv_nights", "spirometry_sessions")
     with service(env, "worker", "RESPMON_WORKER_WEB_PORT", "mem-worker.log") as (worker, wurl):
         time.sleep(2)
-        idle = _status(worker.pid)
+        faust_pid = worker_process(worker)
+        idle = _status(faust_pid)
         peak_rss = [idle["VmRSS"]]
         stop = threading.Event()
 
         def sample() -> None:
             while not stop.is_set():
                 try:
-                    peak_rss.append(_status(worker.pid)["VmRSS"])
+                    peak_rss.append(_status(faust_pid)["VmRSS"])
                 except OSError:
                     return
                 stop.wait(0.25)
@@ -577,7 +595,7 @@ def memory(stack: PrivateStack, code: Path, logs: Path, patients: int) -> dict[s
         cpu = meter.stop(patients)
         stop.set()
         sampler.join()
-        final = _status(worker.pid)
+        final = _status(faust_pid)
         first, last = stored_span(env.url, tables)
     elapsed = last - t0
     return {"patients": patients, "envelopes": patients,

@@ -70,6 +70,7 @@ histories = app.Table("patient-history", default=None, partitions=settings.topic
 
 RULES = load_rules(settings.rules_file, settings.rules_overrides)
 _pool: AsyncConnectionPool | None = None
+_http: httpx.AsyncClient | None = None
 
 
 async def pool() -> AsyncConnectionPool:
@@ -78,6 +79,15 @@ async def pool() -> AsyncConnectionPool:
         _pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=4, open=False)
         await _pool.open(wait=True, timeout=60)
     return _pool
+
+
+def http_client() -> httpx.AsyncClient:
+    """One client for every dispatch round: a new one per round built a TLS context each time
+    (measured: 30 % of the worker's CPU under load, for rounds that mostly had nothing to send)."""
+    global _http
+    if _http is None:
+        _http = httpx.AsyncClient()
+    return _http
 
 
 @app.agent(measurements)
@@ -198,8 +208,8 @@ async def dispatch_alerts() -> None:
     """Deliver what the outbox holds; failures back off per delivery, the timer keeps going."""
     try:
         p = await pool()
-        async with p.connection() as conn, httpx.AsyncClient() as client:
-            await dispatch_due(conn, client, settings)
+        async with p.connection() as conn:
+            await dispatch_due(conn, http_client(), settings)
     except Exception as error:  # noqa: BLE001
         telemetry.DB_ERRORS.labels("dispatch").inc()
         log.warning("dispatch round failed", extra={"error": type(error).__name__})
@@ -253,5 +263,5 @@ lag.register(app, measurements)
 
 def main() -> None:
     """Run the worker in this process (`respmon worker`)."""
-    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level.lower()]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.faust_log_level]
     app.main()

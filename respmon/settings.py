@@ -2,8 +2,9 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,11 +58,21 @@ class Settings(BaseSettings, frozen=True):
     alerts_api_host: str = "127.0.0.1"
     alerts_api_port: int = 8081
 
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     def topic(self, name: str) -> str:
         """Full topic name: one prefix per deployment, so test runs and sites never share a topic."""
         return f"{self.topic_prefix}.{name}"
+
+    @property
+    def faust_log_level(self) -> str:
+        """The same level in the spelling faust's `--loglevel` accepts (crit, error, warn, info, debug)."""
+        return {"WARNING": "warn", "CRITICAL": "crit"}.get(self.log_level, self.log_level.lower())
 
     @property
     def measurements_topic(self) -> str:

@@ -6,7 +6,7 @@ records gives the same findings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -49,8 +49,12 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def evaluate_rule(rule: Rule, ctx: EvalContext) -> Verdict:
-    """Evaluate one rule in an evaluation context (shared by all rules of one evaluation)."""
+def evaluate_rule(rule: Rule, ctx: EvalContext, wants_evidence: Callable[[str, str | None], bool] | None = None
+                  ) -> Verdict:
+    """Evaluate one rule in an evaluation context (shared by all rules of one evaluation).
+
+    `wants_evidence(rule_id, severity)` may say the evidence will not be used (the verdict changes
+    nothing): it is then left empty, which saves most of the cost of a rule that does not fire."""
     ctx.start_rule(rule.params)
     applies = True if rule.applies is None else rule.applies.evaluate(ctx) is True
     holds = False
@@ -64,6 +68,10 @@ def evaluate_rule(rule: Rule, ctx: EvalContext) -> Verdict:
         extra = [text for cond, text in rule.advice if cond.evaluate(ctx) is True]
         if extra:
             action = " ".join([action, *extra])
+    if wants_evidence is not None and not wants_evidence(rule.id, severity):
+        return Verdict(rule_id=rule.id, rule_version=rule.version, category=rule.category, severity=severity,
+                       holds=holds, evidence={}, action=action, citation=rule.citation, title=rule.title,
+                       as_of=ctx.as_of)
     values: dict[str, Any] = {}
     for name, compiled in rule.lets:
         if name in ctx.lets:
@@ -86,12 +94,22 @@ def evaluate_rule(rule: Rule, ctx: EvalContext) -> Verdict:
     )
 
 
-def evaluate(rules: RuleSet, history: PatientHistory, as_of: datetime) -> list[Verdict]:
-    """Evaluate every enabled rule for one patient as of ``as_of`` (timezone-aware)."""
+def evaluate(rules: RuleSet, history: PatientHistory, as_of: datetime, *, changes_only: bool = False
+             ) -> list[Verdict]:
+    """Evaluate every enabled rule for one patient as of ``as_of`` (timezone-aware).
+
+    With `changes_only`, evidence is built only for verdicts that `transition` turns into a finding
+    (a rule that starts holding, changes severity or stops holding); the others carry none."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
     ctx = EvalContext(history, as_of, rules.definitions)
-    return [evaluate_rule(rule, ctx) for rule in rules.enabled()]
+
+    def changes(rule_id: str, severity: str | None) -> bool:
+        previous = history.open.get(rule_id)
+        return (previous["severity"] if previous else None) != severity
+
+    wants = changes if changes_only else None
+    return [evaluate_rule(rule, ctx, wants) for rule in rules.enabled()]
 
 
 def transition(

@@ -41,7 +41,7 @@ def tick(
         last = datetime.fromisoformat(history.evaluated_at)
         if at < last:
             at = last
-    verdicts = evaluate(rules, history, at)
+    verdicts = evaluate(rules, history, at, changes_only=True)
     findings = transition(history, verdicts, at, upload_id=upload_id, received_at=received_at)
     history.evaluated_at = at.isoformat()
     return findings

@@ -13,7 +13,7 @@ from processors.rules.engine import Verdict
 from processors.rules.expr import EvalContext, Scope, compile_expr
 from processors.rules.history import event_time
 from schemas import Envelope
-from tests.scenarios import START, alsfrs, day, niv_night, oxi_night, spiro
+from tests.scenarios import START, all_scenarios, alsfrs, day, niv_night, oxi_night, spiro
 
 RULES = load_rules()
 P = "E-1"
@@ -280,3 +280,23 @@ def test_evaluate_files_parses_and_replays(tmp_path) -> None:  # type: ignore[no
     assert all(f.patient_id == "F-1" for f in findings)
     only = evaluate_files([tmp_path / "spiro.json"], as_of=day(31), patient_id="F-1")
     assert {f.rule_id for f in only} == {"NS-FVC50"}
+
+
+@pytest.mark.parametrize("scenario", all_scenarios(), ids=lambda s: s.name)
+def test_evidence_on_demand_gives_the_same_findings_as_full_evaluation(scenario: Any) -> None:
+    """The stream builds evidence only for verdicts that change something; the findings (evidence
+    included) must be exactly those of evaluating every rule in full."""
+    lazy, full = PatientHistory(scenario.patient_id), PatientHistory(scenario.patient_id)
+    produced = 0
+    for record in [*sorted(scenario.records, key=event_time), None]:  # None: a tick at the scenario's end
+        at = scenario.as_of if record is None else event_time(record)
+        if record is not None:
+            lazy.add(record)
+            full.add(record)
+        verdicts = evaluate(RULES, lazy, at, changes_only=True)
+        assert all(v.evidence == {} for v in verdicts if (lazy.open.get(v.rule_id) or {}).get("severity") == v.severity)
+        got = transition(lazy, verdicts, at)
+        want = transition(full, evaluate(RULES, full, at), at)
+        assert got == want
+        produced += len(got)
+    assert produced > 0 or scenario.name == "stable"

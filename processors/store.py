@@ -30,6 +30,7 @@ from psycopg.types.json import Jsonb
 from processors.metrics import niv as niv_metrics
 from processors.metrics import oximetry as oxi_metrics
 from processors.metrics import spirometry as spiro_metrics
+from processors.metrics.once import once
 from respmon import timescale
 from schemas import AlsfrsR, Envelope, Finding, NivNight, OximetryNight, SpirometrySession
 
@@ -41,13 +42,18 @@ _HEADER = struct.Struct("<4sI")
 _NULL = -1  # SpO2, pulse and motion are never negative once parsed
 
 
-def encode_signal(values: Sequence[float | None]) -> bytes:
+def as_array(values: Sequence[float | None] | np.ndarray) -> np.ndarray:
+    """Samples as float64, NaN for None (numpy converts None itself, twice as fast as a comprehension)."""
+    return values.astype(float) if isinstance(values, np.ndarray) else np.array(values, dtype=float)
+
+
+def encode_signal(values: Sequence[float | None] | np.ndarray) -> bytes:
     """`respmon-sig/1`: header `RSG1` + sample count (uint32 LE), then zlib of the values in tenths
     as int16 LE (None -> -1), byte-shuffled (all low bytes, then all high bytes).
 
     Lossless for the one-decimal values the parsers produce (range 0-3276.7). Delta coding was
     tried and dropped: on noisy signals it compresses worse than shuffled raw values."""
-    arr = np.array([np.nan if v is None else v for v in values], dtype=float)
+    arr = as_array(values)
     valid = ~np.isnan(arr)
     if valid.any() and (arr[valid].min() < 0 or arr[valid].max() > 3276.7):
         raise ValueError("signal value outside 0-3276.7 cannot be encoded")
@@ -71,8 +77,7 @@ def decode_signal(blob: bytes | memoryview) -> np.ndarray:
 
 def minute_aggregates(values: Sequence[float | None] | np.ndarray, interval_s: float) -> dict[str, list[int | None]]:
     """Per clock minute from the start: min, mean, max in tenths (None if no valid sample) and count."""
-    arr = np.asarray([np.nan if v is None else v for v in values], dtype=float) if not isinstance(
-        values, np.ndarray) else values.astype(float)
+    arr = as_array(values)
     if arr.size == 0:
         return {"min": [], "mean": [], "max": [], "n": []}
     minute = (np.arange(arr.size) * interval_s // 60).astype(np.int64)
@@ -113,13 +118,12 @@ def _metrics_dict(obj: Any) -> dict[str, Any]:
 
 def signal_row(record: OximetryNight, upload_id: str | None) -> dict[str, Any]:
     """The `oximetry_signals` row of a night: raw samples and per-minute arrays."""
-    spo2 = np.array([np.nan if v is None else v for v in record.spo2], dtype=float)
-    pulse = np.array([np.nan if v is None else v for v in record.pulse], dtype=float)
+    spo2, pulse = as_array(record.spo2), as_array(record.pulse)
     s, p = minute_aggregates(spo2, record.interval_s), minute_aggregates(pulse, record.interval_s)
     return {
         "patient_id": record.patient_id, "start_at": record.start, "source": record.source,
         "interval_s": record.interval_s, "n_samples": len(record.spo2), "codec": CODEC,
-        "spo2": encode_signal(record.spo2), "pulse": encode_signal(record.pulse),
+        "spo2": encode_signal(spo2), "pulse": encode_signal(pulse),
         "motion": None if record.motion is None else encode_signal(record.motion),
         "spo2_min_1m": s["min"], "spo2_mean_1m": s["mean"], "spo2_max_1m": s["max"],
         "pulse_mean_1m": p["mean"], "upload_id": upload_id,
@@ -138,14 +142,14 @@ def record_rows(env: Envelope) -> list[tuple[str, dict[str, Any]]]:
                                                                   "posture": record.posture}
         return [("spirometry_sessions", row)]
     if isinstance(record, OximetryNight):
-        m = _metrics_dict(oxi_metrics.night_metrics(record))
+        m = _metrics_dict(once(oxi_metrics.night_metrics, record))
         row = base | {k: m.get(k) for k in (
             "night_date", "valid", "invalid_reason", "recording_min", "vrt_min", "mean_spo2", "min_spo2",
             "t90_pct", "t90_min", "t88_pct", "t88_min", "longest_le88_min", "odi3", "odi4", "mean_pulse")}
         row |= {"start_at": record.start, "interval_s": record.interval_s, "on_niv": record.on_niv}
         return [("oximetry_nights", row), ("oximetry_signals", signal_row(record, env.upload_id))]
     if isinstance(record, NivNight):
-        m = _metrics_dict(niv_metrics.night_metrics(record))
+        m = _metrics_dict(once(niv_metrics.night_metrics, record))
         row = base | {k: m.get(k) for k in (
             "night_date", "usage_hours", "leak_p95_lpm", "leak_kind", "ahi", "resp_rate", "tidal_volume_ml",
             "minute_vent_lpm", "spo2_mean", "spo2_t90_pct", "pct_spont_triggered")}

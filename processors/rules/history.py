@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
+from processors.metrics.once import once
 from schemas import AlsfrsR, Envelope, NivNight, OximetryNight, SpirometrySession
 
 __all__ = ["HISTORY_VERSION", "KEEP_DAYS", "PatientHistory", "Record", "event_time", "record_kind"]
@@ -185,7 +186,7 @@ class PatientHistory:
     def _row_oxi(self, rec: OximetryNight) -> dict[str, Any]:
         from processors.metrics import oximetry
 
-        m = _as_dict(oximetry.night_metrics(rec))
+        m = _as_dict(once(oximetry.night_metrics, rec))
         end = event_time(rec)
         night = m["night_date"]
         row = {
@@ -201,7 +202,7 @@ class PatientHistory:
     def _row_niv(self, rec: NivNight) -> dict[str, Any]:
         from processors.metrics import niv
 
-        m = _as_dict(niv.night_metrics(rec))
+        m = _as_dict(once(niv.night_metrics, rec))
         night = m.get("night_date") or rec.night_date
         row = {"t": event_time(rec).timestamp(), "k": night.isoformat(), "d": night.isoformat(),
                "src": rec.source, "ok": True}

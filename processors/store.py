@@ -93,8 +93,14 @@ def minute_aggregates(values: Sequence[float | None] | np.ndarray, interval_s: f
         warnings.simplefilter("ignore", RuntimeWarning)
         mean = total / n
 
+    empty = n == 0
+
     def tenths(x: np.ndarray) -> list[int | None]:
-        return [None if c == 0 else int(round(v * 10)) for v, c in zip(x.tolist(), n.tolist(), strict=True)]
+        """Rounded half to even, as Python's round(); None for a minute without a valid sample."""
+        out: list[int | None] = np.where(empty, 0, np.rint(x * 10)).astype(np.int64).tolist()
+        for minute_ in np.flatnonzero(empty).tolist():
+            out[minute_] = None
+        return out
 
     return {"min": tenths(lo), "mean": tenths(mean), "max": tenths(hi), "n": n.tolist()}
 

@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors.store import decode_signal, encode_signal, minute_aggregates
 
@@ -45,3 +47,22 @@ def test_minute_aggregates_follow_the_clock_at_4_s() -> None:
     assert agg["min"] == [900, None, 880]
     assert agg["max"] == [960, None, 920]
     assert agg["mean"] == [904, None, 900]  # (14*90 + 96) / 15 = 90.4
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.floats(0, 300).map(lambda v: round(v, 1))), max_size=400),
+       st.sampled_from([1.0, 2.0, 4.0, 0.5]))
+def test_minute_aggregates_match_a_plain_reference(values: list[float | None], interval: float) -> None:
+    """Vectorised aggregates = per-minute min/mean/max in tenths computed the obvious way."""
+    minutes: dict[int, list[float]] = {}
+    for i, v in enumerate(values):
+        minutes.setdefault(int(i * interval // 60), [])
+        if v is not None:
+            minutes[int(i * interval // 60)].append(v)
+    size = max(minutes) + 1 if minutes else 0
+    cells = [minutes.get(m, []) for m in range(size)]
+    agg = minute_aggregates(values, interval)
+    assert agg["n"] == [len(c) for c in cells]
+    assert agg["min"] == [round(min(c) * 10) if c else None for c in cells]
+    assert agg["max"] == [round(max(c) * 10) if c else None for c in cells]
+    assert agg["mean"] == [round(sum(c) / len(c) * 10) if c else None for c in cells]  # summed in order

@@ -394,9 +394,21 @@ def throughput(stack: PrivateStack, code: Path, logs: Path, uploads: int, client
         result["pipeline"]["uploads_per_s"] / result["baseline"]["uploads_per_s"], 3)
     result["ratio_worker_only_over_baseline"] = round(
         result["worker_only"]["uploads_per_s"] / result["baseline"]["uploads_per_s"], 3)
+    result["cpu_ceiling"] = cpu_ceiling(result["pipeline"]["cpu"]["cpu_ms_per_upload"], result["baseline"]["uploads_per_s"])
     result["target"] = "pipeline >= 0.5 x baseline"
     result["target_met"] = result["ratio_pipeline_over_baseline"] >= 0.5
     return result
+
+
+def cpu_ceiling(ms_per_upload: dict[str, float], baseline_per_s: float) -> dict[str, Any]:
+    """What the measured CPU cost allows at best: every core busy with nothing but the services."""
+    services = {k: v for k, v in ms_per_upload.items() if k != "bench_clients"}
+    total = sum(services.values())
+    cores = os.cpu_count() or 1
+    best = 1000 * cores / total if total else float("inf")
+    return {"what": f"{cores} cores / CPU ms per upload of ingest + worker + Kafka + PostgreSQL",
+            "service_cpu_ms_per_upload": round(total, 1), "uploads_per_s_at_best": round(best, 1),
+            "ratio_at_best_over_baseline": round(best / baseline_per_s, 3)}
 
 
 OXI_COLS = ("patient_id", "start_at", "source", "night_date", "interval_s", "on_niv", "valid", "upload_id")

@@ -113,52 +113,83 @@ def _valid_mask(
     return valid
 
 
-def _longest_run_s(low_v: np.ndarray, idx_v: np.ndarray, max_gap: int, dt: float) -> float:
+def _longest_run_s(low_v: np.ndarray, valid_before: np.ndarray, max_gap: int, dt: float) -> float:
     """Longest span (s) of consecutive valid samples <= 88 joined across bridgeable gaps.
 
     Works on the low samples only (few on most nights): two of them belong to one run when no
     valid sample lies between them (neighbours in valid order) and the gap is bridgeable.
+    ``valid_before[i]`` = number of valid samples before sample ``i`` (`_running_sum`).
     """
     pos = np.flatnonzero(low_v)  # positions in valid order
     if pos.size == 0:
         return 0.0
-    at = idx_v[pos]
+    at = np.searchsorted(valid_before, pos + 1) - 1  # sample index of each
     breaks = np.flatnonzero((np.diff(pos) != 1) | (np.diff(at) > max_gap + 1))
     starts = at[np.concatenate(([0], breaks + 1))]
     ends = at[np.concatenate((breaks, [pos.size - 1]))]
     return float((ends - starts + 1).max()) * dt
 
 
-def _window_sum(x: np.ndarray, win: int, dtype: type) -> np.ndarray:
-    """Sum of ``x`` over ``[i - win, i)`` for every ``i``: difference of two running sums.
+def _segments(valid: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last sample of each segment: valid samples joined across invalid gaps of at
+    most ``max_gap`` samples. Built from the gap edges (few), not from every valid sample."""
+    edge = np.diff(valid.view(np.int8))
+    gap_first = np.flatnonzero(edge < 0) + 1  # valid -> invalid
+    gap_last = np.flatnonzero(edge > 0)  # invalid -> valid
+    if gap_last.size and (gap_first.size == 0 or gap_last[0] < gap_first[0]):
+        gap_last = gap_last[1:]  # invalid samples before the first valid one: not a gap
+    gap_first = gap_first[: gap_last.size]  # nor those after the last valid one
+    long = gap_last - gap_first + 1 > max_gap
+    first, last = int(valid.argmax()), valid.size - 1 - int(valid[::-1].argmax())
+    return np.concatenate(([first], gap_last[long] + 1)), np.concatenate((gap_first[long] - 1, [last]))
 
-    This is how respmon-odi/1 has always computed the baseline (sequential cumulative sum), so
-    the baseline and every threshold decision stay bit for bit the same.
-    """
-    n = x.size
-    run = np.empty(n + 1, dtype=dtype)
+
+def _running_sum(x: np.ndarray, dtype: type) -> np.ndarray:
+    """``[0, x0, x0 + x1, ...]`` (sequential cumulative sum, in ``dtype``)."""
+    run = np.empty(x.size + 1, dtype=dtype)
     run[0] = 0
     np.cumsum(x, out=run[1:])
+    return run
+
+
+def _window_sum(run: np.ndarray, win: int) -> np.ndarray:
+    """Sum over ``[i - win, i)`` for every ``i`` from a `_running_sum`.
+
+    This is how respmon-odi/1 has always computed the baseline (difference of two running
+    sums), so the baseline and every threshold decision stay bit for bit the same.
+    """
+    n = run.size - 1
     out = run[:n].copy()
     if n > win:
         out[win:] -= run[: n - win]
     return out
 
 
-def _search_pad(s_nan: np.ndarray, s_int: np.ndarray | None, back: int) -> np.ndarray:
+def _search_pad(s: np.ndarray, valid: np.ndarray, s_int: np.ndarray | None, back: int) -> np.ndarray:
     """Valid SpO2 with ``back`` never-matching samples on each side, for the window searches.
 
     Whole per cent: uint8 with 0 for invalid samples, 8x fewer bytes to gather than float64
     (for an integer ``s``, ``s >= L`` exactly when ``s >= ceil(L)``). Otherwise float64, NaN.
     """
-    n = s_nan.size
+    n = s.size
     if s_int is None:
         pad = np.full(n + 2 * back, np.nan)
-        pad[back : back + n] = s_nan
+        np.copyto(pad[back : back + n], s, where=valid)
     else:
         pad = np.zeros(n + 2 * back, dtype=np.uint8)
         pad[back : back + n] = s_int  # 0 or 50..100
     return pad
+
+
+def _nadirs(pad: np.ndarray, valid: np.ndarray, back: int, starts: list[int], ends: list[int]) -> np.ndarray:
+    """Lowest valid SpO2 in each ``[start, end)`` (non-overlapping, ascending), one reduceat."""
+    bounds = np.empty(2 * len(starts), dtype=np.int64)
+    bounds[0::2] = starts
+    bounds[1::2] = ends
+    s = pad[back : pad.size - back]
+    if pad.dtype == np.uint8:  # invalid samples (0) must not be the minimum
+        return np.minimum.reduceat(np.where(valid, s, np.uint8(255)), bounds)[0::2]
+    return np.fmin.reduceat(s, bounds)[0::2]  # fmin ignores the NaN of invalid samples
 
 
 def _search_level(level: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -244,16 +275,16 @@ def _candidate_runs(
     )
 
 
-def _search_one(s_nan: np.ndarray, i: int, level: float, back: int) -> tuple[int, int]:
-    """`_fall_and_resat` for one trigger inside a run (same result, slice search)."""
-    lo = max(i - back, 0)
-    above = np.flatnonzero(s_nan[lo:i] >= level)
-    resat = np.flatnonzero(s_nan[i + 1 : i + 1 + back] >= level)
-    return (lo + int(above[-1]) if above.size else -1), (i + 1 + int(resat[0]) if resat.size else -1)
+def _search_one(pad: np.ndarray, i: int, level: float, back: int) -> tuple[int, int]:
+    """`_fall_and_resat` for one trigger (same result, slice search; sample j is pad[j + back])."""
+    lv = _search_level(np.array([level]), pad.dtype)[0]
+    above = np.flatnonzero(pad[i : i + back] >= lv)
+    resat = np.flatnonzero(pad[i + back + 1 : i + 2 * back + 1] >= lv)
+    return (i - back + int(above[-1]) if above.size else -1), (i + 1 + int(resat[0]) if resat.size else -1)
 
 
 def _walk_events(
-    runs: _Runs, s_nan: np.ndarray, baseline: np.ndarray, idx_v: np.ndarray, back: int, dt: float
+    runs: _Runs, pad: np.ndarray, baseline: np.ndarray, valid: np.ndarray, back: int, dt: float
 ) -> tuple[list[int], list[int], list[int]]:
     """Scan forward event by event (no overlap): (trigger, start, end) of every counted event.
 
@@ -261,7 +292,7 @@ def _walk_events(
     and the fall-start search is clipped at the previous event's end. Scalar work per event.
     """
     head, tail, seg_lo, seg_end = runs.head, runs.tail, runs.seg_lo, runs.seg_end
-    s_item = s_nan.item
+    is_valid = valid.item
     trig: list[int] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -276,17 +307,17 @@ def _walk_events(
             la, end = runs.last_above[k], runs.first_resat[k]
         else:  # pos is inside the run: pos itself is the next candidate
             i = pos
-            la, end = _search_one(s_nan, i, baseline.item(i) - RESAT_WITHIN_POINTS - _EPS, back)
+            la, end = _search_one(pad, i, baseline.item(i) - RESAT_WITHIN_POINTS - _EPS, back)
         # fall start: first valid sample after the last one still within 1 point of Bf,
         # searched back no further than 120 s, the segment start or the previous event end
         lo = max(seg_lo[k], i - back, pos)
         q = la + 1 if la >= lo else lo
         if q >= i:
             start = i
-        elif s_item(q) == s_item(q):  # q is valid (not NaN): the usual case
+        elif is_valid(q):  # the usual case
             start = q
-        else:  # q falls in a bridged gap: first valid sample after it
-            start = int(idx_v[np.searchsorted(idx_v, q)])
+        else:  # q falls in a bridged gap: first valid sample after it (i is valid)
+            start = q + int(valid[q : i + 1].argmax())
         hi = min(seg_end[k], start + back + 1)
         if end < 0 or end >= hi:
             # no resaturation within 120 s of the start, or a > 10 s gap cut the event: discard
@@ -300,11 +331,11 @@ def _walk_events(
 
 
 def _desaturation_events(
-    s_nan: np.ndarray,
+    s: np.ndarray,
+    valid: np.ndarray,
     s_int: np.ndarray | None,
     baseline: np.ndarray,
     cands: np.ndarray,
-    idx_v: np.ndarray,
     seg_first: np.ndarray,
     seg_last: np.ndarray,
     dt: float,
@@ -320,16 +351,12 @@ def _desaturation_events(
     if cands.size == 0:
         return 0, 0
     back = int(math.floor(EVENT_MAX_S / dt + _EPS))  # samples an event may span
-    pad = _search_pad(s_nan, s_int, back)
+    pad = _search_pad(s, valid, s_int, back)
     runs = _candidate_runs(cands, baseline, pad, seg_first, seg_last, back)
-    trig, starts, ends = _walk_events(runs, s_nan, baseline, idx_v, back, dt)
+    trig, starts, ends = _walk_events(runs, pad, baseline, valid, back, dt)
     if not trig:
         return 0, 0
-    bounds = np.empty(2 * len(trig), dtype=np.int64)
-    bounds[0::2] = starts
-    bounds[1::2] = ends
-    nadir = np.fmin.reduceat(s_nan, bounds)[0::2]  # min over [start, end); NaN (invalid) ignored
-    deep = nadir <= baseline[trig] - 4.0 + _EPS
+    deep = _nadirs(pad, valid, back, starts, ends) <= baseline[trig] - 4.0 + _EPS
     return len(trig), int(np.count_nonzero(deep))
 
 
@@ -350,8 +377,8 @@ def night_metrics(
     s = np.array(night.spo2, dtype=float)  # None -> NaN
     p = np.array(night.pulse, dtype=float)
     valid = _valid_mask(s, p, night.motion, motion_limit)
-    idx_v = np.flatnonzero(valid)
-    n_valid = idx_v.size
+    valid_before = _running_sum(valid, np.int32)  # exact: n <= 200,000
+    n_valid = int(valid_before[-1])
     recording_min = n * dt / 60.0
     vrt_min = n_valid * dt / 60.0
     valid_night = vrt_min >= min_valid_hours * 60.0 - _EPS
@@ -378,33 +405,32 @@ def night_metrics(
     has_pulse = valid & (p == p)  # p == p: not NaN
     n_pulse = int(np.count_nonzero(has_pulse))
     mean_pulse = float(np.sum(p, where=has_pulse)) / n_pulse if n_pulse else None
+    del p, has_pulse  # keep the working set small (it is cache-bound on a busy machine)
 
     # Segments: consecutive valid samples separated by an invalid gap > 10 s start a new one.
     max_gap = int(math.floor(RUN_GAP_BRIDGE_S / dt + _EPS))  # invalid samples a bridge may span
-    longest_s = _longest_run_s(low_v, idx_v, max_gap, dt)
-    seg_break = np.flatnonzero(np.diff(idx_v) > max_gap + 1)
-    seg_first = idx_v[np.concatenate(([0], seg_break + 1))]
-    seg_last = idx_v[np.concatenate((seg_break, [n_valid - 1]))]
+    longest_s = _longest_run_s(low_v, valid_before, max_gap, dt)
+    seg_first, seg_last = _segments(valid, max_gap)
 
     # Baseline: mean of valid samples in [t - 120 s, t), needs >= 60 s of valid samples.
     # Whole per cent (what oximeters report): window sums in int32 are exact, so they equal the
     # float running sums bit for bit (every partial sum is an exact integer) at a third of the cost.
     win = int(round(BASELINE_WINDOW_S / dt))
-    s_nan = np.where(valid, s, np.nan)
     s_zero = np.where(valid, s, 0.0)
     s_int: np.ndarray | None = s_zero.astype(np.int32)  # 0 or 50..100: no overflow (n <= 200,000)
     if np.array_equal(s_int, s_zero):
-        w_sum = _window_sum(s_int, win, np.int32)
+        w_sum = _window_sum(_running_sum(s_int, np.int32), win)
+        del s_zero
     else:
         s_int = None  # not whole per cent: no integer shortcuts
-        w_sum = _window_sum(s_zero, win, np.float64)
-    w_cnt = _window_sum(valid, win, np.int32)
+        w_sum = _window_sum(_running_sum(s_zero, np.float64), win)
+    w_cnt = _window_sum(valid_before, win)
     ok = valid & (w_cnt >= math.ceil(BASELINE_MIN_VALID_S / dt - _EPS))
     with np.errstate(invalid="ignore", divide="ignore"):
         baseline = w_sum / w_cnt  # float64; NaN/inf where the window is empty, only used where ok
-    cands = np.flatnonzero(ok & (baseline - s_nan >= 3.0 - _EPS))
+        cands = np.flatnonzero(ok & (baseline - s >= 3.0 - _EPS))  # ok: valid samples only
 
-    counts = _desaturation_events(s_nan, s_int, baseline, cands, idx_v, seg_first, seg_last, dt)
+    counts = _desaturation_events(s, valid, s_int, baseline, cands, seg_first, seg_last, dt)
     valid_hours = n_valid * dt / 3600.0
     return OximetryMetrics(
         night_date=night_date,

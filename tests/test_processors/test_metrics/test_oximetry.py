@@ -464,7 +464,9 @@ def _reference_metrics(spo2: list[float | None], pulse: list[float | None], dt: 
 
 _PIECES = st.lists(
     st.tuples(
-        st.sampled_from(["square", "round", "ramp", "plateau", "gap", "code", "bad_pulse", "no_pulse", "motion"]),
+        st.sampled_from(
+            ["square", "round", "ramp", "plateau", "gap", "gap_dip", "code", "bad_pulse", "no_pulse", "motion"]
+        ),
         st.floats(0, 1),  # where, as a fraction of the night
         st.integers(1, 400),  # length in seconds
         st.floats(0.5, 20),  # depth in points
@@ -502,6 +504,10 @@ def _nights(draw: st.DrawFn) -> tuple[OximetryNight, int | None]:
             s[seg] = float(rng.choice([87, 88, 89, 90, round(float(s[a])) - 3, round(float(s[a])) - 4]))
         elif kind == "gap":
             spo2_bad.append((a, seg.stop, None))
+        elif kind == "gap_dip":  # a dropout right where a short fall begins (is the gap timed?)
+            gap, dip = 1 + m % 12, 3 + m % 15
+            spo2_bad.append((a, min(n, a + gap), None))
+            s[a + gap : a + gap + dip] -= depth
         elif kind == "code":
             spo2_bad.append((a, min(n, a + 1 + m // 20), float(rng.choice([0, 127, 255, 101, 49]))))
         elif kind == "bad_pulse":

@@ -345,8 +345,9 @@ def _desaturation_events(
     A candidate's fall start and resaturation depend only on its own frozen baseline, so they
     are searched with numpy for the first candidate of every run of consecutive candidates
     (the ones that open events in practice); the walk then places events one by one with
-    scalar work. ODI4 counts the ODI3 events whose nadir (one ``fmin.reduceat`` over all
-    events, which never overlap) is >= 4 points below their frozen baseline: ODI4 <= ODI3.
+    scalar work. ODI4 counts the ODI3 events whose nadir (one ``reduceat`` over all events,
+    which never overlap) is >= 4 points below their frozen baseline: ODI4 <= ODI3. ``s_int``:
+    the night in whole per cent (0 where invalid) when it is one, for the uint8 search.
     """
     if cands.size == 0:
         return 0, 0

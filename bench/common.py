@@ -96,9 +96,12 @@ def night_record(spo2: np.ndarray, pulse: np.ndarray, patient_id: str = "bench",
                  start: datetime | None = None) -> Any:
     from schemas.oximetry import OximetryNight
 
+    # A dropout has neither SpO2 nor pulse, as the parsers deliver it (O2Ring CSV `--,--`, binary 0xFF/0xFFFF).
+    spo2_l = [None if np.isnan(v) else float(v) for v in spo2.tolist()]
+    pulse_l = [None if v is None else float(q) for v, q in zip(spo2_l, pulse.tolist(), strict=True)]
     return OximetryNight(
         patient_id=patient_id, start=start or datetime(2026, 1, 1, 22, tzinfo=timezone(timedelta(hours=1))),
-        interval_s=dt, spo2=[None if np.isnan(v) else float(v) for v in spo2.tolist()], pulse=pulse.tolist(),
+        interval_s=dt, spo2=spo2_l, pulse=pulse_l,
     )
 
 

@@ -5,7 +5,10 @@ desaturations per hour, hypoventilation ramps, dropouts) are built before timing
 `--repeat` calls per night, median over nights:
 
 * ours: `processors.metrics.oximetry.night_metrics(night)` - validity, T90/T88, longest run,
-  ODI3 and ODI4, means - including the list -> numpy conversion of the canonical record;
+  ODI3 and ODI4, means - on the canonical `OximetryNight` record with Python lists (dropouts
+  None in SpO2 and pulse), exactly the call the worker makes per oximetry envelope
+  (`processors.store.record_rows` and the rules history each make it once), so the list -> numpy
+  conversion is inside the timing;
 * pobm: `DesaturationsMeasures(ODI_Threshold=3).compute(signal)` (ODI3 only), in a subprocess of a
   separate virtual environment (bench/.venv-pobm: pobm needs numpy < 2), on the same nights written
   to a .npy file. pobm takes no NaN: dropouts are filled by linear interpolation for it, not for us.
@@ -104,7 +107,10 @@ def run(nights: int = 50, repeat: int = 5, seed: int = 2026) -> dict:
     within = sum(abs(d) <= max(TOL_ABS, TOL_REL * abs(b)) for d, b in zip(d3, pobm["odi3"], strict=True))
     return {
         "nights": nights, "samples_per_night": NIGHT_S, "repeat": repeat, "seed": seed,
-        "ours": {"what": "night_metrics: all metrics (validity, T90/T88, longest run, ODI3+ODI4, means)",
+        "ours": {"what": "night_metrics(OximetryNight record), the worker's call: all metrics (validity, T90/T88, "
+                         "longest run, ODI3+ODI4, means) including the list -> numpy conversion of the record's "
+                         "spo2/pulse lists (None at dropouts); the worker makes this call twice per oximetry "
+                         "envelope (store row and rules history)",
                  "odi_definition": ODI_DEFINITION, "median_ms": round(ours_med, 3),
                  "p95_ms": round(float(np.percentile(ours_ms, 95)), 3), "max_ms": round(max(ours_ms), 3),
                  "list_to_array_ms_median": round(statistics.median(conv_ms), 3)},

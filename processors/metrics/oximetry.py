@@ -33,7 +33,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from schemas.oximetry import OximetryNight
 
@@ -105,126 +105,268 @@ def _night_date(night: OximetryNight) -> date:
 def _valid_mask(
     spo2: np.ndarray, pulse: np.ndarray, motion: Any, motion_limit: int | None
 ) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        valid = (spo2 >= SPO2_RANGE[0]) & (spo2 <= SPO2_RANGE[1])  # NaN (None) -> False
-        pulse_bad = (pulse < PULSE_RANGE[0]) | (pulse > PULSE_RANGE[1])  # NaN -> False
-    valid &= ~pulse_bad
+    """Valid samples (DEFINITIONS.md 1.1); NaN (None) compares False, so dropouts drop out."""
+    valid = (spo2 >= SPO2_RANGE[0]) & (spo2 <= SPO2_RANGE[1])
+    valid &= ~((pulse < PULSE_RANGE[0]) | (pulse > PULSE_RANGE[1]))  # NaN pulse does not void
     if motion_limit is not None and motion is not None:
         valid &= np.asarray(motion, dtype=float) <= motion_limit
     return valid
 
 
-def _longest_run_s(values_v: np.ndarray, idx_v: np.ndarray, joinable: np.ndarray, dt: float) -> float:
-    """Longest span (s) of consecutive valid samples <= 88 joined across bridgeable gaps."""
-    low = values_v <= 88.0
-    if not low.any():
+def _longest_run_s(low_v: np.ndarray, valid_before: np.ndarray, max_gap: int, dt: float) -> float:
+    """Longest span (s) of consecutive valid samples <= 88 joined across bridgeable gaps.
+
+    Works on the low samples only (few on most nights): two of them belong to one run when no
+    valid sample lies between them (neighbours in valid order) and the gap is bridgeable.
+    ``valid_before[i]`` = number of valid samples before sample ``i`` (`_running_sum`).
+    """
+    pos = np.flatnonzero(low_v)  # positions in valid order
+    if pos.size == 0:
         return 0.0
-    cont = low[:-1] & low[1:] & joinable
-    prev_join = np.concatenate(([False], cont))
-    next_join = np.concatenate((cont, [False]))
-    starts = idx_v[low & ~prev_join]
-    ends = idx_v[low & ~next_join]
+    at = np.searchsorted(valid_before, pos + 1) - 1  # sample index of each
+    breaks = np.flatnonzero((np.diff(pos) != 1) | (np.diff(at) > max_gap + 1))
+    starts = at[np.concatenate(([0], breaks + 1))]
+    ends = at[np.concatenate((breaks, [pos.size - 1]))]
     return float((ends - starts + 1).max()) * dt
 
 
-def _desaturation_events(
-    s_nan: np.ndarray,
+def _segments(valid: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last sample of each segment: valid samples joined across invalid gaps of at
+    most ``max_gap`` samples. Built from the gap edges (few), not from every valid sample."""
+    edge = np.diff(valid.view(np.int8))
+    gap_first = np.flatnonzero(edge < 0) + 1  # valid -> invalid
+    gap_last = np.flatnonzero(edge > 0)  # invalid -> valid
+    if gap_last.size and (gap_first.size == 0 or gap_last[0] < gap_first[0]):
+        gap_last = gap_last[1:]  # invalid samples before the first valid one: not a gap
+    gap_first = gap_first[: gap_last.size]  # nor those after the last valid one
+    long = gap_last - gap_first + 1 > max_gap
+    first, last = int(valid.argmax()), valid.size - 1 - int(valid[::-1].argmax())
+    return np.concatenate(([first], gap_last[long] + 1)), np.concatenate((gap_first[long] - 1, [last]))
+
+
+def _running_sum(x: np.ndarray, dtype: type) -> np.ndarray:
+    """``[0, x0, x0 + x1, ...]`` (sequential cumulative sum, in ``dtype``)."""
+    run = np.empty(x.size + 1, dtype=dtype)
+    run[0] = 0
+    np.cumsum(x, out=run[1:])
+    return run
+
+
+def _window_sum(run: np.ndarray, win: int) -> np.ndarray:
+    """Sum over ``[i - win, i)`` for every ``i`` from a `_running_sum`.
+
+    This is how respmon-odi/1 has always computed the baseline (difference of two running
+    sums), so the baseline and every threshold decision stay bit for bit the same.
+    """
+    n = run.size - 1
+    out = run[:n].copy()
+    if n > win:
+        out[win:] -= run[: n - win]
+    return out
+
+
+def _search_pad(s: np.ndarray, valid: np.ndarray, s_int: np.ndarray | None, back: int) -> np.ndarray:
+    """Valid SpO2 with ``back`` never-matching samples on each side, for the window searches.
+
+    Whole per cent: uint8 with 0 for invalid samples, 8x fewer bytes to gather than float64
+    (for an integer ``s``, ``s >= L`` exactly when ``s >= ceil(L)``). Otherwise float64, NaN.
+    """
+    n = s.size
+    if s_int is None:
+        pad = np.full(n + 2 * back, np.nan)
+        np.copyto(pad[back : back + n], s, where=valid)
+    else:
+        pad = np.zeros(n + 2 * back, dtype=np.uint8)
+        pad[back : back + n] = s_int  # 0 or 50..100
+    return pad
+
+
+def _nadirs(pad: np.ndarray, valid: np.ndarray, back: int, starts: list[int], ends: list[int]) -> np.ndarray:
+    """Lowest valid SpO2 in each ``[start, end)`` (non-overlapping, ascending), one reduceat."""
+    bounds = np.empty(2 * len(starts), dtype=np.int64)
+    bounds[0::2] = starts
+    bounds[1::2] = ends
+    s = pad[back : pad.size - back]
+    if pad.dtype == np.uint8:  # invalid samples (0) must not be the minimum
+        return np.minimum.reduceat(np.where(valid, s, np.uint8(255)), bounds)[0::2]
+    return np.fmin.reduceat(s, bounds)[0::2]  # fmin ignores the NaN of invalid samples
+
+
+def _search_level(level: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``level`` in the pad's dtype such that ``pad >= result`` exactly when ``SpO2 >= level``."""
+    if dtype == np.uint8:  # >= 1 keeps invalid (0) samples out; baselines are 50..100 anyway
+        return np.clip(np.ceil(level), 1, 255).astype(np.uint8)
+    return level
+
+
+def _windows(x: np.ndarray, width: int) -> np.ndarray:
+    """Read-only view ``w[i] = x[i : i + width]`` (no copy)."""
+    step = x.strides[0]
+    return as_strided(x, shape=(x.size - width + 1, width), strides=(step, step), writeable=False)
+
+
+def _first_hit(hit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: column of the first True, and whether there is one."""
+    col = hit.argmax(1)
+    return col, hit[np.arange(hit.shape[0]), col]
+
+
+def _fall_and_resat(
+    pad: np.ndarray, trig: np.ndarray, level: np.ndarray, back: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each trigger: the last sample before it and the first after it with SpO2 >= ``level``.
+
+    Both are searched within ``back`` samples (-1: none there) with one gather of windows per
+    side, nearest sample first: forward windows from ``pad``, backward ones from ``pad``
+    reversed (see `_search_pad`). Blocks are capped for bounded memory.
+    """
+    m = pad.size
+    forward = _windows(pad, back)
+    backward = _windows(pad[::-1].copy(), back)
+    lv = _search_level(level, pad.dtype)
+    last_above = np.empty(trig.size, dtype=np.int64)
+    first_resat = np.empty(trig.size, dtype=np.int64)
+    chunk = max(1, _BLOCK_ELEMENTS // back)
+    for c0 in range(0, trig.size, chunk):
+        t, c = trig[c0 : c0 + chunk], slice(c0, c0 + chunk)
+        # sample t sits at pad[t + back]: pad[t + back - 1] (just before it) is reversed[m - t - back]
+        col, found = _first_hit(backward[m - t - back] >= lv[c, None])
+        last_above[c] = np.where(found, t - 1 - col, -1)
+        col, found = _first_hit(forward[t + back + 1] >= lv[c, None])
+        first_resat[c] = np.where(found, t + 1 + col, -1)
+    return last_above, first_resat
+
+
+@dataclass(slots=True)
+class _Runs:
+    """Runs of consecutive trigger candidates, as Python lists for the scalar event walk.
+
+    Per run: first and last candidate, segment start and end (exclusive), and the fall start /
+    resaturation of its first candidate (the only one that opens an event unless an earlier
+    event or discard ends inside the run).
+    """
+
+    head: list[int]
+    tail: list[int]
+    seg_lo: list[int]
+    seg_end: list[int]
+    last_above: list[int]
+    first_resat: list[int]
+
+
+def _candidate_runs(
+    cands: np.ndarray,
     baseline: np.ndarray,
-    drop: np.ndarray,
-    idx_v: np.ndarray,
+    pad: np.ndarray,
+    seg_first: np.ndarray,
+    seg_last: np.ndarray,
+    back: int,
+) -> _Runs:
+    """Group candidates into runs and search the fall start / resaturation of each run's head."""
+    brk = np.flatnonzero(np.diff(cands) > 1)
+    head = cands[np.concatenate(([0], brk + 1))]
+    tail = cands[np.concatenate((brk, [cands.size - 1]))]
+    level = baseline[head] - RESAT_WITHIN_POINTS - _EPS
+    last_above, first_resat = _fall_and_resat(pad, head, level, back)
+    seg = np.searchsorted(seg_first, head, side="right") - 1  # a run never spans a gap
+    return _Runs(
+        head.tolist(), tail.tolist(), seg_first[seg].tolist(), (seg_last[seg] + 1).tolist(),
+        last_above.tolist(), first_resat.tolist(),
+    )
+
+
+def _search_one(pad: np.ndarray, i: int, level: float, back: int) -> tuple[int, int]:
+    """`_fall_and_resat` for one trigger (same result, slice search; sample j is pad[j + back])."""
+    lv = _search_level(np.array([level]), pad.dtype)[0]
+    above = np.flatnonzero(pad[i : i + back] >= lv)
+    resat = np.flatnonzero(pad[i + back + 1 : i + 2 * back + 1] >= lv)
+    return (i - back + int(above[-1]) if above.size else -1), (i + 1 + int(resat[0]) if resat.size else -1)
+
+
+def _walk_events(
+    runs: _Runs, pad: np.ndarray, baseline: np.ndarray, valid: np.ndarray, back: int, dt: float
+) -> tuple[list[int], list[int], list[int]]:
+    """Scan forward event by event (no overlap): (trigger, start, end) of every counted event.
+
+    The sequential part of respmon-odi/1: where scanning resumes depends on the previous event,
+    and the fall-start search is clipped at the previous event's end. Scalar work per event.
+    """
+    head, tail, seg_lo, seg_end = runs.head, runs.tail, runs.seg_lo, runs.seg_end
+    is_valid = valid.item
+    trig: list[int] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    n_runs = len(head)
+    pos = k = 0
+    while True:
+        k = bisect.bisect_left(tail, pos, k)  # first run not wholly before pos
+        if k >= n_runs:
+            return trig, starts, ends
+        i = head[k]
+        if pos <= i:
+            la, end = runs.last_above[k], runs.first_resat[k]
+        else:  # pos is inside the run: pos itself is the next candidate
+            i = pos
+            la, end = _search_one(pad, i, baseline.item(i) - RESAT_WITHIN_POINTS - _EPS, back)
+        # fall start: first valid sample after the last one still within 1 point of Bf,
+        # searched back no further than 120 s, the segment start or the previous event end
+        lo = max(seg_lo[k], i - back, pos)
+        q = la + 1 if la >= lo else lo
+        if q >= i:
+            start = i
+        elif is_valid(q):  # the usual case
+            start = q
+        else:  # q falls in a bridged gap: first valid sample after it (i is valid)
+            start = q + int(valid[q : i + 1].argmax())
+        hi = min(seg_end[k], start + back + 1)
+        if end < 0 or end >= hi:
+            # no resaturation within 120 s of the start, or a > 10 s gap cut the event: discard
+            pos = max(hi, i + 1)
+            continue
+        if (end - start) * dt >= EVENT_MIN_S - _EPS:
+            trig.append(i)
+            starts.append(start)
+            ends.append(end)
+        pos = end
+
+
+def _desaturation_events(
+    s: np.ndarray,
+    valid: np.ndarray,
+    s_int: np.ndarray | None,
+    baseline: np.ndarray,
+    cands: np.ndarray,
     seg_first: np.ndarray,
     seg_last: np.ndarray,
     dt: float,
 ) -> tuple[int, int]:
     """Count ODI3 and ODI4 events (``respmon-odi/1``).
 
-    A trigger candidate's resaturation point and fall start depend only on its own frozen
-    baseline, so for the candidates that can open an event in practice (the first sample of
-    each run of consecutive candidates) they are found all at once over 120 s windows with
-    numpy. The loop then walks events one by one (non-overlap, clipping) with scalar work,
-    falling back to a per-event slice search for the rare candidate inside a run. ODI4 counts
-    the ODI3 events whose nadir is >= 4 points below their frozen baseline (nested: ODI4 <= ODI3).
+    A candidate's fall start and resaturation depend only on its own frozen baseline, so they
+    are searched with numpy for the first candidate of every run of consecutive candidates
+    (the ones that open events in practice); the walk then places events one by one with
+    scalar work. ODI4 counts the ODI3 events whose nadir (one ``reduceat`` over all events,
+    which never overlap) is >= 4 points below their frozen baseline: ODI4 <= ODI3. ``s_int``:
+    the night in whole per cent (0 where invalid) when it is one, for the uint8 search.
     """
-    cands = np.flatnonzero(drop >= 3.0 - _EPS)
     if cands.size == 0:
         return 0, 0
-    n = s_nan.size
     back = int(math.floor(EVENT_MAX_S / dt + _EPS))  # samples an event may span
-    level = baseline[cands] - RESAT_WITHIN_POINTS - _EPS
-    head = np.ones(cands.size, dtype=bool)  # first candidate of each run of candidates
-    head[1:] = np.diff(cands) > 1
-    heads = np.flatnonzero(head)
-    last_above = np.full(cands.size, -2, dtype=np.int64)  # -2: not computed yet
-    first_resat = np.full(cands.size, -2, dtype=np.int64)
-    pad = np.full(n + 2 * back, np.nan)
-    pad[back : back + n] = s_nan
-    win = sliding_window_view(pad, back)  # win[i] = s[i-back:i]; win[i+1+back] = s[i+1:i+1+back]
-    chunk = max(1, _BLOCK_ELEMENTS // back)  # bounded memory on nights that sit below baseline
-    for c0 in range(0, heads.size, chunk):
-        h = heads[c0 : c0 + chunk]
-        ci = cands[h]
-        lv = level[h, None]
-        b = win[ci] >= lv
-        last_above[h] = np.where(b.any(1), ci - 1 - b[:, ::-1].argmax(1), -1)
-        f = win[ci + 1 + back] >= lv
-        first_resat[h] = np.where(f.any(1), ci + 1 + f.argmax(1), -1)
-    seg = np.searchsorted(seg_first, cands, side="right") - 1
-    lo_u = np.maximum(seg_first[seg], cands - back)
-    seg_end = seg_last[seg] + 1
-    cand_l, lo_l, end_l, lvl_l = cands.tolist(), lo_u.tolist(), seg_end.tolist(), level.tolist()
-    la_l, rs_l = last_above.tolist(), first_resat.tolist()
-    base_l = baseline[cands].tolist()
-    s_l = s_nan.item
-
-    def fill(k: int) -> None:  # the slice search for one candidate (same result as the block)
-        i, lv = cand_l[k], lvl_l[k]
-        above = np.flatnonzero(s_nan[max(i - back, 0) : i] >= lv)
-        la_l[k] = max(i - back, 0) + int(above[-1]) if above.size else -1
-        resat = np.flatnonzero(s_nan[i + 1 : i + 1 + back] >= lv)
-        rs_l[k] = i + 1 + int(resat[0]) if resat.size else -1
-
-    s_inf = np.where(np.isnan(s_nan), np.inf, s_nan)
-
-    def walk() -> tuple[int, int]:
-        cand = cand_l
-        events = events4 = 0
-        pos = 0
-        while True:
-            k = bisect.bisect_left(cand, pos)
-            if k >= len(cand):
-                return events, events4
-            i = cand_l[k]
-            if rs_l[k] == -2:
-                fill(k)
-            # fall start: first valid sample after the last one still within 1 point of Bf,
-            # searched back no further than 120 s, the segment start or the previous event end
-            lo = max(lo_l[k], pos)
-            q = la_l[k] + 1 if la_l[k] >= lo else lo
-            if q >= i:
-                start = i
-            elif s_l(q) == s_l(q):  # q is valid (not NaN): the usual case
-                start = q
-            else:  # q falls in a bridged gap: first valid sample after it
-                start = int(idx_v[np.searchsorted(idx_v, q)])
-            hi = min(end_l[k], start + back + 1)
-            end = rs_l[k]
-            if end < 0 or end >= hi:
-                # no resaturation within 120 s of the start, or a > 10 s gap cut the event: discard
-                pos = max(hi, i + 1)
-                continue
-            if (end - start) * dt >= EVENT_MIN_S - _EPS:
-                events += 1
-                if float(s_inf[start:end].min()) <= base_l[k] - 4.0 + _EPS:
-                    events4 += 1  # nadir at least 4 points below the frozen baseline
-            pos = end
-
-    return walk()
+    pad = _search_pad(s, valid, s_int, back)
+    runs = _candidate_runs(cands, baseline, pad, seg_first, seg_last, back)
+    trig, starts, ends = _walk_events(runs, pad, baseline, valid, back, dt)
+    if not trig:
+        return 0, 0
+    deep = _nadirs(pad, valid, back, starts, ends) <= baseline[trig] - 4.0 + _EPS
+    return len(trig), int(np.count_nonzero(deep))
 
 
 def night_metrics(
     night: OximetryNight, min_valid_hours: float = 4.0, *, motion_limit: int | None = None
 ) -> OximetryMetrics:
     """Compute the metrics of one oximetry night (definitions: ``DEFINITIONS.md``).
+
+    The record's lists are converted to numpy once here (the worker pays that per call too).
 
     :param night: canonical night; ``None`` samples are dropouts.
     :param min_valid_hours: VRT needed for ``valid`` (4 h for trend use; CMS uses 2 h).
@@ -233,11 +375,11 @@ def night_metrics(
     """
     dt = float(night.interval_s)
     n = len(night.spo2)
-    s = np.array(night.spo2, dtype=float)
+    s = np.array(night.spo2, dtype=float)  # None -> NaN
     p = np.array(night.pulse, dtype=float)
     valid = _valid_mask(s, p, night.motion, motion_limit)
-    idx_v = np.flatnonzero(valid)
-    n_valid = idx_v.size
+    valid_before = _running_sum(valid, np.int32)  # exact: n <= 200,000
+    n_valid = int(valid_before[-1])
     recording_min = n * dt / 60.0
     vrt_min = n_valid * dt / 60.0
     valid_night = vrt_min >= min_valid_hours * 60.0 - _EPS
@@ -257,39 +399,39 @@ def night_metrics(
         )
 
     sv = s[valid]
+    low_v = sv <= 88.0
     minutes_per_sample = dt / 60.0
     t90_min = int(np.count_nonzero(sv < 90.0)) * minutes_per_sample
-    t88_min = int(np.count_nonzero(sv <= 88.0)) * minutes_per_sample
-    has_pulse = valid & ~np.isnan(p)
+    t88_min = int(np.count_nonzero(low_v)) * minutes_per_sample
+    has_pulse = valid & (p == p)  # p == p: not NaN
     n_pulse = int(np.count_nonzero(has_pulse))
     mean_pulse = float(np.sum(p, where=has_pulse)) / n_pulse if n_pulse else None
+    del p, has_pulse  # keep the working set small (it is cache-bound on a busy machine)
 
     # Segments: consecutive valid samples separated by an invalid gap > 10 s start a new one.
     max_gap = int(math.floor(RUN_GAP_BRIDGE_S / dt + _EPS))  # invalid samples a bridge may span
-    joinable = np.diff(idx_v) <= max_gap + 1
-    longest_s = _longest_run_s(sv, idx_v, joinable, dt)
-
-    seg_break = np.flatnonzero(~joinable)
-    seg_first = idx_v[np.concatenate(([0], seg_break + 1))]
-    seg_last = idx_v[np.concatenate((seg_break, [n_valid - 1]))]
+    longest_s = _longest_run_s(low_v, valid_before, max_gap, dt)
+    seg_first, seg_last = _segments(valid, max_gap)
 
     # Baseline: mean of valid samples in [t - 120 s, t), needs >= 60 s of valid samples.
+    # Whole per cent (what oximeters report): window sums in int32 are exact, so they equal the
+    # float running sums bit for bit (every partial sum is an exact integer) at a third of the cost.
     win = int(round(BASELINE_WINDOW_S / dt))
-    s_nan = np.where(valid, s, np.nan)
-    csum = np.zeros(n + 1)
-    np.cumsum(np.where(valid, s, 0.0), out=csum[1:])
-    ccnt = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(valid, out=ccnt[1:])
-    w_sum = csum[:n].copy()  # sum over [i - win, i) = csum[i] - csum[max(i - win, 0)]
-    w_sum[win:] -= csum[: n - win] if n > win else 0.0
-    w_cnt = ccnt[:n].copy()
-    w_cnt[win:] -= ccnt[: n - win] if n > win else 0
+    s_zero = np.where(valid, s, 0.0)
+    s_int: np.ndarray | None = s_zero.astype(np.int32)  # 0 or 50..100: no overflow (n <= 200,000)
+    if np.array_equal(s_int, s_zero):
+        w_sum = _window_sum(_running_sum(s_int, np.int32), win)
+        del s_zero
+    else:
+        s_int = None  # not whole per cent: no integer shortcuts
+        w_sum = _window_sum(_running_sum(s_zero, np.float64), win)
+    w_cnt = _window_sum(valid_before, win)
     ok = valid & (w_cnt >= math.ceil(BASELINE_MIN_VALID_S / dt - _EPS))
     with np.errstate(invalid="ignore", divide="ignore"):
-        baseline = w_sum / w_cnt
-        drop = np.where(ok, baseline - s_nan, -np.inf)
+        baseline = w_sum / w_cnt  # float64; NaN/inf where the window is empty, only used where ok
+        cands = np.flatnonzero(ok & (baseline - s >= 3.0 - _EPS))  # ok: valid samples only
 
-    counts = _desaturation_events(s_nan, baseline, drop, idx_v, seg_first, seg_last, dt)
+    counts = _desaturation_events(s, valid, s_int, baseline, cands, seg_first, seg_last, dt)
     valid_hours = n_valid * dt / 3600.0
     return OximetryMetrics(
         night_date=night_date,

@@ -247,6 +247,36 @@ def test_invalid_gap_inside_an_event() -> None:
         assert night_metrics(make_night(s), min_valid_hours=0).odi3_events == expected
 
 
+def test_fall_start_skips_a_bridged_gap() -> None:
+    # 95 until 999, a 5 s dropout (1000-1004, bridged), then 8 s at 90 (1005-1012), back at 1013.
+    # The last valid sample within 1 point of Bf = 95 is 999; the first *valid* sample after it
+    # is 1005, so the event lasts 1013 - 1005 = 8 s < 10 s: not counted (timing the fall from
+    # the gap, 1000, would give 13 s). The same dip 2 s longer counts.
+    for dip_s, expected in ((8, 0), (10, 1)):
+        s = with_dips(1800, [1005], dip_s, 5)
+        s[1000:1005] = [None] * 5
+        m = night_metrics(make_night(s), min_valid_hours=0)
+        assert m.odi3_events == expected
+        assert (m.odi3_events, m.odi4_events) == _reference_odi(s, [60.0] * 1800, 1.0)
+
+
+def test_event_opened_inside_a_discarded_desaturation() -> None:
+    # 95, then from 300 a staircase down by 1 point every 10 s (92, 91, ... 73 at 499), then
+    # abrupt recovery to 95 at 500. Every sample 300-499 is a trigger candidate (the 120 s mean
+    # lags ~6 points behind). Trigger 300 (Bf 95): resaturation only at 500, 200 s after its
+    # start -> discarded, scanning resumes at 300 + 121 = 421, inside the run of candidates.
+    # Trigger 421: Bf = mean(301..420) = 86.0 (12 steps of 10 s, 92..81, plus 91 once more ->
+    # computed exactly below); its fall start is clipped to 421 (scanning resumed there), it
+    # resaturates at 500 (95 >= Bf - 1): 79 s, nadir 73 <= Bf - 4 -> one ODI3 and ODI4 event.
+    s = flat(1200)
+    s[300:500] = [92.0 - (t - 300) // 10 for t in range(300, 500)]
+    bf = sum(s[301:421]) / 120
+    assert s[499] == 73 and 73 <= bf - 4
+    m = night_metrics(make_night(s), min_valid_hours=0)
+    assert (m.odi3_events, m.odi4_events) == (1, 1)
+    assert _reference_odi(s, [60.0] * 1200, 1.0) == (1, 1)
+
+
 def test_slow_drift_is_not_an_event() -> None:
     # 95 -> 92 linearly over 10 min: the 120 s running mean lags by ~0.3 point, far from 3
     s = flat(3600)
@@ -390,3 +420,138 @@ def test_resampling_a_4_s_night_to_1_s_changes_nothing(seed: int) -> None:
     assert abs(m1.odi3_events - m4.odi3_events) <= 2 and abs(m1.odi4_events - m4.odi4_events) <= 2
     for f in ("vrt_min", "recording_min", "t90_min", "t88_min", "longest_le88_min", "mean_spo2"):
         assert getattr(m1, f) == pytest.approx(getattr(m4, f), abs=1e-9), f
+
+
+# --------------------------------------------------------------------------- property test, all metrics
+
+
+def _reference_metrics(spo2: list[float | None], pulse: list[float | None], dt: float) -> dict:
+    """Naive per-sample statement of DEFINITIONS.md 1.1-1.2 (every night value except ODI)."""
+    eps = 1e-9
+    valid = [
+        v is not None and 50 <= v <= 100 and not (p is not None and (p < 25 or p > 250))
+        for v, p in zip(spo2, pulse)
+    ]
+    vals = [v for v, ok in zip(spo2, valid) if ok]
+    pulses = [p for p, ok in zip(pulse, valid) if ok and p is not None]
+    longest = 0
+    first = last = None  # current run of valid samples <= 88
+    prev = None  # previous valid sample
+    for i, (v, ok) in enumerate(zip(spo2, valid)):
+        if not ok:
+            continue
+        bridged = prev is not None and (i - prev - 1) * dt <= 10 + eps
+        if v <= 88:
+            if first is None or not bridged or last != prev:
+                first = i
+            last = i
+            longest = max(longest, last - first + 1)
+        else:
+            first = last = None
+        prev = i
+    vrt_min = len(vals) * dt / 60
+    return {
+        "recording_min": len(spo2) * dt / 60,
+        "vrt_min": vrt_min,
+        "mean_spo2": sum(vals) / len(vals) if vals else None,
+        "min_spo2": min(vals) if vals else None,
+        "t90_min": sum(v < 90 for v in vals) * dt / 60,
+        "t88_min": sum(v <= 88 for v in vals) * dt / 60,
+        "longest_le88_min": longest * dt / 60,
+        "mean_pulse": sum(pulses) / len(pulses) if pulses else None,
+    }
+
+
+_PIECES = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["square", "round", "ramp", "plateau", "gap", "gap_dip", "code", "bad_pulse", "no_pulse", "motion"]
+        ),
+        st.floats(0, 1),  # where, as a fraction of the night
+        st.integers(1, 400),  # length in seconds
+        st.floats(0.5, 20),  # depth in points
+    ),
+    max_size=40,
+)
+
+
+@st.composite
+def _nights(draw: st.DrawFn) -> tuple[OximetryNight, int | None]:
+    """Random nights of 10-60 min: noisy baseline, dips of every shape, gaps, device codes,
+    implausible or missing pulse, motion; whole per cent or one decimal (the fast integer
+    paths and the float paths)."""
+    dt = draw(st.sampled_from([1.0, 1.0, 2.0, 4.0]))
+    n = int(draw(st.integers(600, 3600)) / dt)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    s = draw(st.floats(88, 99)) + rng.normal(0, draw(st.floats(0, 1.5)), n)
+    spo2_bad: list[tuple[int, int, float | None]] = []
+    pulse = np.full(n, 60.0)
+    pulse_none = np.zeros(n, dtype=bool)
+    motion = np.zeros(n, dtype=np.int64)
+    for kind, where, length_s, depth in draw(_PIECES):
+        a, k = int(where * n), max(1, int(length_s / dt))
+        seg = slice(a, min(n, a + k))
+        m = seg.stop - a
+        if m <= 0:
+            continue
+        if kind == "square":
+            s[seg] -= depth
+        elif kind == "round":
+            s[seg] -= depth * np.sin(np.linspace(0, np.pi, m))
+        elif kind == "ramp":  # deepening, abrupt recovery: long runs of trigger candidates
+            s[seg] -= depth * np.linspace(0, 1, m)
+        elif kind == "plateau":  # exact threshold values: 88, 90, base - 3 ...
+            s[seg] = float(rng.choice([87, 88, 89, 90, round(float(s[a])) - 3, round(float(s[a])) - 4]))
+        elif kind == "gap":
+            spo2_bad.append((a, seg.stop, None))
+        elif kind == "gap_dip":  # a dropout right where a short fall begins (is the gap timed?)
+            gap, dip = 1 + m % 12, 3 + m % 15
+            spo2_bad.append((a, min(n, a + gap), None))
+            s[a + gap : a + gap + dip] -= depth
+        elif kind == "code":
+            spo2_bad.append((a, min(n, a + 1 + m // 20), float(rng.choice([0, 127, 255, 101, 49]))))
+        elif kind == "bad_pulse":
+            pulse[seg] = float(rng.choice([0, 20, 300]))
+        elif kind == "no_pulse":
+            pulse_none[seg] = True
+        else:
+            motion[seg] = int(rng.integers(1, 6))
+    s = np.round(s) if draw(st.booleans()) else np.round(s, 1)
+    spo2: list[float | None] = s.tolist()
+    for a, b, value in spo2_bad:
+        spo2[a:b] = [value] * (b - a)
+    pulses: list[float | None] = [None if none else v for v, none in zip(pulse.tolist(), pulse_none.tolist())]
+    with_motion = draw(st.booleans())
+    night = OximetryNight(
+        patient_id="p-1", start=START, interval_s=dt, spo2=spo2, pulse=pulses,
+        motion=motion.tolist() if with_motion else None,
+    )
+    return night, (draw(st.sampled_from([None, 0, 2])) if with_motion else None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_nights())
+def test_all_metrics_match_naive_reference(case: tuple[OximetryNight, int | None]) -> None:
+    # The optimised night_metrics against the per-sample reference statements above, on every
+    # field. A sample voided by motion is, for every metric, the same as a None sample.
+    night, motion_limit = case
+    m = night_metrics(night, min_valid_hours=0.5, motion_limit=motion_limit)
+    spo2 = list(night.spo2)
+    if motion_limit is not None:
+        spo2 = [None if mo > motion_limit else v for v, mo in zip(spo2, night.motion)]
+    ref = _reference_metrics(spo2, night.pulse, night.interval_s)
+    assert (m.odi3_events, m.odi4_events) == _reference_odi(spo2, night.pulse, night.interval_s)
+    assert m.recording_min == pytest.approx(ref["recording_min"], abs=1e-12)
+    assert m.vrt_min == pytest.approx(ref["vrt_min"], abs=1e-12)
+    assert m.valid == (ref["vrt_min"] >= 30 - 1e-9) and (m.invalid_reason is None) == m.valid
+    for f in ("t90_min", "t88_min", "longest_le88_min"):
+        assert getattr(m, f) == pytest.approx(ref[f], abs=1e-12), f
+    for f in ("mean_spo2", "min_spo2", "mean_pulse"):
+        assert getattr(m, f) == (None if ref[f] is None else pytest.approx(ref[f], rel=1e-12)), f
+    if ref["vrt_min"] == 0:
+        assert m.t90_pct is None and m.odi3 is None and m.odi4 is None
+    else:
+        assert m.t90_pct == pytest.approx(100 * ref["t90_min"] / ref["vrt_min"], rel=1e-12)
+        assert m.t88_pct == pytest.approx(100 * ref["t88_min"] / ref["vrt_min"], rel=1e-12)
+        assert m.odi3 == pytest.approx(m.odi3_events / (ref["vrt_min"] / 60), rel=1e-12)
+        assert m.odi4 == pytest.approx(m.odi4_events / (ref["vrt_min"] / 60), rel=1e-12)

@@ -109,8 +109,8 @@ def run(nights: int = 50, repeat: int = 5, seed: int = 2026) -> dict:
         "nights": nights, "samples_per_night": NIGHT_S, "repeat": repeat, "seed": seed,
         "ours": {"what": "night_metrics(OximetryNight record), the worker's call: all metrics (validity, T90/T88, "
                          "longest run, ODI3+ODI4, means) including the list -> numpy conversion of the record's "
-                         "spo2/pulse lists (None at dropouts); the worker makes this call twice per oximetry "
-                         "envelope (store row and rules history)",
+                         "spo2/pulse lists (None at dropouts); the worker makes this call once per oximetry "
+                         "envelope (processors/metrics/once.py shares it between store row and rules history)",
                  "odi_definition": ODI_DEFINITION, "median_ms": round(ours_med, 3),
                  "p95_ms": round(float(np.percentile(ours_ms, 95)), 3), "max_ms": round(max(ours_ms), 3),
                  "list_to_array_ms_median": round(statistics.median(conv_ms), 3)},

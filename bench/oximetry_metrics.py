@@ -81,6 +81,7 @@ def run(nights: int = 50, repeat: int = 5, seed: int = 2026) -> dict:
     for night in records:
         best = best_conv = float("inf")
         for _ in range(repeat):
+            night = night.model_copy(deep=True)  # a fresh record: its lists are converted again, as in the worker
             t0 = time.perf_counter()
             m = night_metrics(night)
             best = min(best, time.perf_counter() - t0)

@@ -124,7 +124,7 @@ def _metrics_dict(obj: Any) -> dict[str, Any]:
 
 def signal_row(record: OximetryNight, upload_id: str | None) -> dict[str, Any]:
     """The `oximetry_signals` row of a night: raw samples and per-minute arrays."""
-    spo2, pulse = as_array(record.spo2), as_array(record.pulse)
+    spo2, pulse = once(oxi_metrics.samples, record)  # the arrays the night's metrics were computed on
     s, p = minute_aggregates(spo2, record.interval_s), minute_aggregates(pulse, record.interval_s)
     return {
         "patient_id": record.patient_id, "start_at": record.start, "source": record.source,

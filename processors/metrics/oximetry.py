@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from processors.metrics.once import once
 from schemas.oximetry import OximetryNight
 
 __all__ = [
@@ -361,12 +362,22 @@ def _desaturation_events(
     return len(trig), int(np.count_nonzero(deep))
 
 
+def samples(night: OximetryNight) -> tuple[np.ndarray, np.ndarray]:
+    """SpO2 and pulse as read-only float arrays, NaN for None. The worker's store needs the same
+    arrays for the signal row: through `once` the lists are converted once per record."""
+    spo2 = np.array(night.spo2, dtype=float)  # None -> NaN
+    pulse = np.array(night.pulse, dtype=float)
+    spo2.flags.writeable = False
+    pulse.flags.writeable = False
+    return spo2, pulse
+
+
 def night_metrics(
     night: OximetryNight, min_valid_hours: float = 4.0, *, motion_limit: int | None = None
 ) -> OximetryMetrics:
     """Compute the metrics of one oximetry night (definitions: ``DEFINITIONS.md``).
 
-    The record's lists are converted to numpy once here (the worker pays that per call too).
+    The record's lists are converted to numpy on the first call for a record (`samples`).
 
     :param night: canonical night; ``None`` samples are dropouts.
     :param min_valid_hours: VRT needed for ``valid`` (4 h for trend use; CMS uses 2 h).
@@ -375,8 +386,7 @@ def night_metrics(
     """
     dt = float(night.interval_s)
     n = len(night.spo2)
-    s = np.array(night.spo2, dtype=float)  # None -> NaN
-    p = np.array(night.pulse, dtype=float)
+    s, p = once(samples, night)
     valid = _valid_mask(s, p, night.motion, motion_limit)
     valid_before = _running_sum(valid, np.int32)  # exact: n <= 200,000
     n_valid = int(valid_before[-1])

@@ -131,9 +131,15 @@ def signal_row(record: OximetryNight, upload_id: str | None) -> dict[str, Any]:
         "interval_s": record.interval_s, "n_samples": len(record.spo2), "codec": CODEC,
         "spo2": encode_signal(spo2), "pulse": encode_signal(pulse),
         "motion": None if record.motion is None else encode_signal(record.motion),
-        "spo2_min_1m": s["min"], "spo2_mean_1m": s["mean"], "spo2_max_1m": s["max"],
-        "pulse_mean_1m": p["mean"], "upload_id": upload_id,
+        "spo2_min_1m": int_array(s["min"]), "spo2_mean_1m": int_array(s["mean"]),
+        "spo2_max_1m": int_array(s["max"]), "pulse_mean_1m": int_array(p["mean"]), "upload_id": upload_id,
     }
+
+
+def int_array(values: list[int | None]) -> str:
+    """PostgreSQL's text form of an int[] (`{1,NULL,3}`), which the server casts for the column: psycopg's
+    element-by-element list dumper was a visible share of the worker's CPU for 4 x 480 minutes a night."""
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
 
 
 def record_rows(env: Envelope) -> list[tuple[str, dict[str, Any]]]:

@@ -35,6 +35,10 @@ def test_oximetry_night_stores_its_signal_in_the_same_transaction(db_url: str, d
         timescale.ensure_partitions(db)
         assert db.execute("SELECT tableoid::regclass::text FROM oximetry_signals WHERE patient_id = 'S-oxi'"
                           ).fetchone()[0] == "oximetry_signals_p201103"
+    agg = store.minute_aggregates(night.spo2, night.interval_s)
+    stored = db.execute("SELECT spo2_min_1m, spo2_mean_1m, spo2_max_1m FROM oximetry_signals"
+                        " WHERE patient_id = 'S-oxi'").fetchone()
+    assert list(stored) == [agg["min"], agg["mean"], agg["max"]]  # the per-minute arrays, NULL minutes included
     sig = queries.oximetry_signal(db, "S-oxi", night.start)
     assert sig is not None and sig["interval_s"] == 4.0
     assert [None if v != v else v for v in sig["spo2"].tolist()] == list(night.spo2)
@@ -127,3 +131,17 @@ def test_large_oximetry_batch_takes_the_copy_path(db_url: str, db: psycopg.Conne
     assert sig is not None and [None if v != v else v for v in sig["spo2"].tolist()] == list(nights[-1].spo2)
     minutes = queries.oximetry_minutes(db, "S-copy", date(2026, 2, 1), date(2026, 2, 1))
     assert len(minutes[0]["spo2_mean"]) == 252  # 4.2 h of minutes
+    stored = db.execute("SELECT spo2_max_1m FROM oximetry_signals WHERE patient_id = 'S-copy' AND start_at = %s",
+                        (nights[-1].start,)).fetchone()[0]
+    assert stored == store.minute_aggregates(nights[-1].spo2, 4.0)["max"]
+
+
+def test_minutes_without_a_reading_are_stored_as_null(db_url: str, db: psycopg.Connection) -> None:
+    night = oximetry("S-gap", night_start(date(2026, 2, 20)), hours=4.2)
+    spo2 = list(night.spo2)
+    spo2[150:300] = [None] * 150  # 10 min at 4 s without a reading
+    gap = night.model_copy(update={"spo2": spo2})
+    run(db_url, lambda conn: store.store_record(conn, envelope(gap)))
+    stored = db.execute("SELECT spo2_min_1m FROM oximetry_signals WHERE patient_id = 'S-gap'").fetchone()[0]
+    assert stored == store.minute_aggregates(spo2, 4.0)["min"]
+    assert stored[11:19] == [None] * 8 and stored[0] is not None

@@ -57,6 +57,8 @@ class Settings(BaseSettings, frozen=True):
     alerts_api_port: int = 8081
 
     log_level: str = "INFO"
+    # a client library repeating one message (a broker down: many lines a second) is logged once per window
+    log_repeat_window_s: float = 10.0
 
     def topic(self, name: str) -> str:
         """Full topic name: one prefix per deployment, so test runs and sites never share a topic."""

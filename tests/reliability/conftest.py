@@ -334,6 +334,35 @@ def verify_pipeline(db_url: str, records_by_patient: dict[str, list[object]], re
     return v
 
 
+@dataclass
+class LogBurst:
+    """Library ERROR lines a service logged while a broker was down, and what the repeat filter held back."""
+
+    lines: int = 0
+    suppressed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def per_s(self) -> float:
+        return self.lines / self.seconds if self.seconds > 0 else 0.0
+
+
+def library_errors(log: Path, windows: list[tuple[float, float]], prefix: str = "aiokafka") -> LogBurst:
+    """Count ERROR lines of `prefix` loggers in a JSON log inside wall-clock (epoch s) windows."""
+    burst = LogBurst(seconds=sum(end - start for start, end in windows))
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+            at = datetime.fromisoformat(entry["ts"]).timestamp()
+        except (ValueError, KeyError, TypeError):
+            continue  # faust's start-up banner is not JSON
+        if (entry.get("level") == "error" and str(entry.get("logger", "")).split(".")[0] == prefix
+                and any(start <= at <= end for start, end in windows)):
+            burst.lines += 1
+            burst.suppressed += int(entry.get("suppressed", 0))
+    return burst
+
+
 def report(name: str, **numbers: object) -> None:
     """Numbers every fault test prints (pytest -s, or the captured output of a failure)."""
     line = json.dumps({"test": name, **numbers}, default=str)

@@ -114,6 +114,31 @@ log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
         finally:
             admin.close()
 
+    def leader(self, topic: str, partition: int = 0) -> int | None:
+        """The partition's leader now, or None while there is none or the cluster does not answer."""
+        try:
+            leader = self.leaders(topic).get(partition, -1)
+        except Exception:  # noqa: BLE001 - mid-failover
+            return None
+        return leader if leader >= 0 else None
+
+    def under_replicated(self) -> int | None:
+        """Partitions (all topics, internal ones included) whose ISR lacks one of their replicas; None if
+        the cluster does not answer. 0 = every replica caught up: safe to take the next broker down."""
+        from kafka import KafkaAdminClient
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        except Exception:  # noqa: BLE001
+            return None
+        try:
+            return sum(set(p["isr_nodes"]) != set(p["replica_nodes"])
+                       for t in admin.describe_topics() for p in t["partitions"])
+        except Exception:  # noqa: BLE001
+            return None
+        finally:
+            admin.close()
+
     def kill(self, node: int, sig: signal.Signals = signal.SIGKILL) -> None:
         proc = self.procs.pop(node)
         proc.send_signal(sig)

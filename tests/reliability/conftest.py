@@ -207,11 +207,15 @@ class Device(threading.Thread):
     def run(self) -> None:
         try:
             with httpx.Client(timeout=30) as client:
-                for upload in self.uploads:
+                for upload in self._queue():
                     self._send(client, upload)
                     time.sleep(self.pause_s)
         except BaseException as error:  # noqa: BLE001 - reported by the test
             self.error = error
+
+    def _queue(self) -> Iterator[UploadLog]:
+        """The uploads to send, in order (a subclass may make them up as it goes)."""
+        yield from self.uploads
 
     def _send(self, client: httpx.Client, upload: UploadLog) -> None:
         deadline = time.monotonic() + self.give_up_s

@@ -89,6 +89,17 @@ log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
                                                  str(self.dir / f"server-{node}.properties")],
                                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
+    def started_count(self, node: int) -> int:
+        """How often the node logged that it started: a KRaft broker logs it once it has caught up with
+        the metadata log and been unfenced (before that it may answer with its pre-crash metadata)."""
+        log = self.dir / f"kafka-{node}.log"
+        return log.read_text(errors="replace").count("Kafka Server started") if log.exists() else 0
+
+    def restart(self, node: int, timeout_s: float = 90) -> None:
+        before = self.started_count(node)
+        self.start_node(node)
+        wait_for(lambda: self.started_count(node) > before, timeout_s, f"broker {node} to start again", 0.5)
+
     def live_brokers(self) -> int:
         from kafka import KafkaAdminClient
 

@@ -29,7 +29,7 @@ from tests.reliability.stack import PrivateStack, wait_for
 
 BOUNCES = 5  # kafkatest hard_bounce: five times, each time the current leader
 PATIENTS = 6
-MAX_ERRORS_PER_S = 2  # worker aiokafka ERROR lines per second of outage (unfiltered: see the report)
+MAX_ERRORS_PER_S = 2  # worker aiokafka ERROR lines a second of outage: 7-14 unfiltered, 0.1-0.3 filtered
 
 
 class StreamingDevice(Device):

@@ -1,6 +1,6 @@
 """End-to-end benchmarks on a private Kafka + PostgreSQL stack: throughput, alert latency, worker memory.
 
-The shared dev stack is never touched: `bench/stack.py` starts a stack of its own (temp folder,
+The shared dev stack is never touched: `respmon/privatestack.py` starts a stack of its own (temp folder,
 free ports) and stops it at the end. Each scenario gets its own database and topic prefix; the
 services are the real `respmon ingest` / `respmon worker` processes.
 
@@ -51,9 +51,9 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, niv_csv, niv_csv_row, o2ring_csv, spirometry_json, synthetic_spo2, write_result  # noqa: E402
-from stack import PrivateStack, free_port  # noqa: E402
 
 from alerts.receiver import WebhookReceiver  # noqa: E402
+from respmon.privatestack import PrivateStack, free_port  # noqa: E402
 
 SECRET = "bench-webhook-secret"
 CLK = os.sysconf("SC_CLK_TCK")

@@ -5,7 +5,7 @@
 
 1. oximetry_metrics  night_metrics vs pobm 1.2 ODI3 on the same 8 h 1 Hz nights (bench/.venv-pobm)
 2. parsing           ResMed EDF (STR + DATALOG), O2Ring CSV/binary, 8 h 1 Hz generic CSV
-3. e2e_*             on a private Kafka + PostgreSQL stack (bench/stack.py): throughput vs a bare
+3. e2e_*             on a private Kafka + PostgreSQL stack (respmon/privatestack.py): throughput vs a bare
                      consumer baseline, upload-to-alert latency, worker peak RSS on a 10,000-patient batch
 """
 

@@ -50,27 +50,20 @@ kafka_fetch() {
 
 kafka_config() {
   mkdir -p "$KAFKA_DIR/data"
-  cat > "$KAFKA_DIR/server.properties" <<PROPS
-process.roles=broker,controller
+  {
+    cat "$ROOT/infra/kafka/broker.properties"  # settings shared with the fault tests' cluster
+    cat <<PROPS
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
 listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
 log.dirs=$KAFKA_DIR/data
-num.partitions=4
 offsets.topic.replication.factor=1
-offsets.topic.num.partitions=8
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
-log.retention.hours=168
-message.max.bytes=8388608
-replica.fetch.max.bytes=8388608
 PROPS
+  } > "$KAFKA_DIR/server.properties"
   cat > "$KAFKA_DIR/log4j.properties" <<PROPS
 log4j.rootLogger=WARN, file
 log4j.logger.kafka.server.KafkaServer=INFO

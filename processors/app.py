@@ -53,7 +53,8 @@ app = faust.App(
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "respmon.logs.JsonFormatter"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "filters": {"repeats": {"()": "respmon.logs.RepeatFilter", "window_s": settings.log_repeat_window_s}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["repeats"]}},
         "root": {"handlers": ["stderr"], "level": settings.log_level},
     },
 )

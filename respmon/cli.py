@@ -43,7 +43,7 @@ def _serve(create_app: Callable[[Settings], object], host: str, port: int) -> in
     from respmon.logs import setup_logging
 
     settings = get_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_repeat_window_s)
     # httptools parses requests in C; the default pure-Python h11 showed up under load (220 kB nights)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False,  # type: ignore[arg-type]
                 http="httptools")
@@ -87,7 +87,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from respmon.logs import setup_logging
     from respmon.supervise import supervise
 
-    setup_logging(get_settings().log_level)
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_repeat_window_s)
     return supervise([sys.executable, "-m", "respmon", "worker"], {**os.environ, "RESPMON_WORKER_CHILD": "1"})
 
 

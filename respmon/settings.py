@@ -59,6 +59,8 @@ class Settings(BaseSettings, frozen=True):
     alerts_api_port: int = 8081
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # a client library repeating one message (a broker down: many lines a second) is logged once per window
+    log_repeat_window_s: float = 10.0
 
     @field_validator("log_level", mode="before")
     @classmethod

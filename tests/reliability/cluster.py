@@ -1,5 +1,6 @@
 """Three Kafka brokers in KRaft mode (each broker + controller, one quorum of three) on loopback ports,
-run from the same jars as infra/stack.sh: the shape of Kafka's own kafkatest replication test.
+run from the same jars and shared broker settings (infra/kafka/broker.properties) as infra/stack.sh:
+the shape of Kafka's own kafkatest replication test.
 
 Every process is a Popen this object owns; `kill(node, sig)` signals one of them, `stop()` ends all.
 """
@@ -13,12 +14,12 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.conftest import free_port
-from tests.reliability.stack import SHARED_LIBS, wait_for
+from respmon.privatestack import BROKER_PROPERTIES, CACHED_LIBS, free_port
+from tests.reliability.stack import wait_for
 
 
 class KafkaCluster:
-    def __init__(self, size: int = 3, libs: Path = SHARED_LIBS) -> None:
+    def __init__(self, size: int = 3, libs: Path = CACHED_LIBS) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="respmon-cluster-"))
         self.libs = libs
         self.nodes = list(range(1, size + 1))
@@ -38,29 +39,20 @@ class KafkaCluster:
         voters = ",".join(f"{n}@127.0.0.1:{self.controller_ports[n]}" for n in self.nodes)
         data = self.dir / f"data-{node}"
         props = self.dir / f"server-{node}.properties"
-        props.write_text(f"""process.roles=broker,controller
-node.id={node}
+        props.write_text(BROKER_PROPERTIES.read_text() + f"""node.id={node}
 controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{self.ports[node]},CONTROLLER://127.0.0.1:{self.controller_ports[node]}
 advertised.listeners=PLAINTEXT://127.0.0.1:{self.ports[node]}
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
 log.dirs={data}
-num.partitions=4
 default.replication.factor=3
 min.insync.replicas=2
 offsets.topic.replication.factor=3
-offsets.topic.num.partitions=8
 transaction.state.log.replication.factor=3
 transaction.state.log.min.isr=2
-group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 unclean.leader.election.enable=false
 broker.session.timeout.ms=6000
 broker.heartbeat.interval.ms=1000
-message.max.bytes=8388608
-replica.fetch.max.bytes=8388608
 """)
         (self.dir / f"log4j-{node}.properties").write_text(f"""log4j.rootLogger=WARN, file
 log4j.logger.kafka.server.KafkaRaftServer=INFO
@@ -89,6 +81,17 @@ log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
                                                  str(self.dir / f"server-{node}.properties")],
                                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
+    def started_count(self, node: int) -> int:
+        """How often the node logged that it started: a KRaft broker logs it once it has caught up with
+        the metadata log and been unfenced (before that it may answer with its pre-crash metadata)."""
+        log = self.dir / f"kafka-{node}.log"
+        return log.read_text(errors="replace").count("Kafka Server started") if log.exists() else 0
+
+    def restart(self, node: int, timeout_s: float = 90) -> None:
+        before = self.started_count(node)
+        self.start_node(node)
+        wait_for(lambda: self.started_count(node) > before, timeout_s, f"broker {node} to start again", 0.5)
+
     def live_brokers(self) -> int:
         from kafka import KafkaAdminClient
 
@@ -111,6 +114,31 @@ log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
         try:
             (described,) = admin.describe_topics([topic])
             return {p["partition_index"]: p["leader_id"] for p in described["partitions"]}
+        finally:
+            admin.close()
+
+    def leader(self, topic: str, partition: int = 0) -> int | None:
+        """The partition's leader now, or None while there is none or the cluster does not answer."""
+        try:
+            leader = self.leaders(topic).get(partition, -1)
+        except Exception:  # noqa: BLE001 - mid-failover
+            return None
+        return leader if leader >= 0 else None
+
+    def under_replicated(self) -> int | None:
+        """Partitions (all topics, internal ones included) whose ISR lacks one of their replicas; None if
+        the cluster does not answer. 0 = every replica caught up: safe to take the next broker down."""
+        from kafka import KafkaAdminClient
+
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        except Exception:  # noqa: BLE001
+            return None
+        try:
+            return sum(set(p["isr_nodes"]) != set(p["replica_nodes"])
+                       for t in admin.describe_topics() for p in t["partitions"])
+        except Exception:  # noqa: BLE001
+            return None
         finally:
             admin.close()
 

@@ -207,11 +207,15 @@ class Device(threading.Thread):
     def run(self) -> None:
         try:
             with httpx.Client(timeout=30) as client:
-                for upload in self.uploads:
+                for upload in self._queue():
                     self._send(client, upload)
                     time.sleep(self.pause_s)
         except BaseException as error:  # noqa: BLE001 - reported by the test
             self.error = error
+
+    def _queue(self) -> Iterator[UploadLog]:
+        """The uploads to send, in order (a subclass may make them up as it goes)."""
+        yield from self.uploads
 
     def _send(self, client: httpx.Client, upload: UploadLog) -> None:
         deadline = time.monotonic() + self.give_up_s
@@ -332,6 +336,35 @@ def verify_pipeline(db_url: str, records_by_patient: dict[str, list[object]], re
     v.webhook_keys = sum(1 for k in keys if receiver.ok_posts.get(k))
     v.resent_after_2xx = {k: n for k, n in receiver.ok_posts.items() if k in keys and n > 1}
     return v
+
+
+@dataclass
+class LogBurst:
+    """Library ERROR lines a service logged while a broker was down, and what the repeat filter held back."""
+
+    lines: int = 0
+    suppressed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def per_s(self) -> float:
+        return self.lines / self.seconds if self.seconds > 0 else 0.0
+
+
+def library_errors(log: Path, windows: list[tuple[float, float]], prefix: str = "aiokafka") -> LogBurst:
+    """Count ERROR lines of `prefix` loggers in a JSON log inside wall-clock (epoch s) windows."""
+    burst = LogBurst(seconds=sum(end - start for start, end in windows))
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+            at = datetime.fromisoformat(entry["ts"]).timestamp()
+        except (ValueError, KeyError, TypeError):
+            continue  # faust's start-up banner is not JSON
+        if (entry.get("level") == "error" and str(entry.get("logger", "")).split(".")[0] == prefix
+                and any(start <= at <= end for start, end in windows)):
+            burst.lines += 1
+            burst.suppressed += int(entry.get("suppressed", 0))
+    return burst
 
 
 def report(name: str, **numbers: object) -> None:

@@ -1,23 +1,17 @@
-"""A private single-broker Kafka + PostgreSQL stack (infra/stack.sh) that a fault test may break at will.
-
-Never the shared dev stack: every instance has its own folder under /tmp and its own free ports, and
-processes are signalled only by the pid files this stack wrote.
+"""The private stack of the fault tests (respmon/privatestack.py), plus the faults they inflict on it:
+the broker killed by its own pid file, PostgreSQL stopped, and a fresh database per test.
 """
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import psycopg
 
-from tests.conftest import ROOT, STACK, free_port
-
-SHARED_LIBS = ROOT / ".stack" / "kafka" / "libs"
+from respmon.privatestack import PrivateStack as BaseStack
 
 
 def pg_bin() -> Path:
@@ -39,59 +33,20 @@ def wait_for(check, timeout_s: float, what: str, interval_s: float = 0.2):  # ty
     raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
-class PrivateStack:
+class PrivateStack(BaseStack):
     def __init__(self) -> None:
-        # /tmp + mode 755: the postgres user must reach the data folder, or stack.sh would fall back to
-        # a folder named after the checkout (shared by every private stack of it).
-        self.dir = Path(tempfile.mkdtemp(prefix="respmon-rel-"))
-        self.dir.chmod(0o755)
-        self.kafka_port = free_port()
-        self.controller_port = free_port()
-        self.pg_port = free_port()
-        self.env = {**os.environ, "RESPMON_STACK_DIR": str(self.dir), "RESPMON_KAFKA_PORT": str(self.kafka_port),
-                    "RESPMON_KAFKA_CONTROLLER_PORT": str(self.controller_port), "RESPMON_PG_PORT": str(self.pg_port)}
-        if (SHARED_LIBS / ".complete").exists():  # reuse the cached jars instead of a Maven run
-            (self.dir / "kafka").mkdir()
-            (self.dir / "kafka" / "libs").symlink_to(SHARED_LIBS)
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        super().__init__(prefix="respmon-rel-")
 
     def admin_url(self, db: str = "postgres") -> str:
-        return f"postgresql://respmon:respmon@127.0.0.1:{self.pg_port}/{db}"
+        return self.db_url(db)
 
-    def _stack(self, *args: str) -> None:
-        subprocess.run([str(STACK), *args], check=True, env=self.env, capture_output=True, timeout=240)
-
-    def start(self) -> None:
-        """Start whatever of Kafka and PostgreSQL is not running (idempotent, like stack.sh start)."""
-        self._stack("start", "--no-schema")
+    def start(self) -> "PrivateStack":
+        """Start whatever is down (a test may have left it so) and wait until the broker serves metadata."""
+        super().start()
         wait_for(self.kafka_answers, 60, "kafka metadata")
-
-    def stop(self) -> None:
-        try:
-            self._stack("stop")
-        finally:
-            pid = self.kafka_pid()
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        return self
 
     # --- Kafka ---
-    def kafka_pid(self) -> int | None:
-        pid_file = self.dir / "kafka" / "kafka.pid"
-        if not pid_file.exists():
-            return None
-        pid = int(pid_file.read_text())
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
-
     def kafka_kill(self, sig: signal.Signals) -> float:
         """Signal the broker (by its own pid file) and wait until it is gone; returns the seconds that took."""
         pid = self.kafka_pid()
@@ -127,7 +82,7 @@ class PrivateStack:
                               "stop"]), check=True, capture_output=True, timeout=90)
 
     def pg_start(self) -> None:
-        self._stack("start", "--no-schema")
+        self.stack_sh("start", "--no-schema")
 
     def new_database(self) -> str:
         db = f"respmon_rel_{uuid.uuid4().hex[:8]}"

@@ -141,3 +141,19 @@ def test_storage_decision_is_recorded(converted: tuple[str, dict[str, list[tuple
         assert info == timescale.StorageInfo("postgresql", None, "materialized_view")
     else:
         assert info.engine in ("timescaledb", "postgresql")
+
+
+def test_raw_upload_bodies_are_lz4_compressed_and_read_back_intact(db: psycopg.Connection) -> None:
+    """0004: the archive column uses lz4 (this server has it); a stored body comes back byte for byte."""
+    assert db.execute("SELECT attcompression FROM pg_attribute WHERE attrelid = 'raw_uploads'::regclass"
+                      " AND attname = 'body'").fetchone()[0] == "l"
+    body = ("Time,Oxygen Level,Pulse Rate,Motion,O2 Reminder,PR Reminder\n"
+            + "".join(f"22:{m:02d}:{s:02d} Mar 01 2026,9{s % 7},6{s % 9},0,0,0\n" for m in range(60) for s in range(60))
+            ).encode()
+    db.execute("INSERT INTO devices (device_id, patient_id, token_sha256) VALUES ('dev-lz4', 'P-lz4', 'sha-of-no-token-lz4')"
+               " ON CONFLICT DO NOTHING")
+    db.execute("INSERT INTO raw_uploads (upload_id, device_id, received_at, sha256, size_bytes, body)"
+               " VALUES (gen_random_uuid(), 'dev-lz4', now(), 'sha-lz4', %s, %s)", (len(body), body))
+    stored, method = db.execute("SELECT body, pg_column_compression(body) FROM raw_uploads"
+                                " WHERE device_id = 'dev-lz4'").fetchone()
+    assert bytes(stored) == body and method == "lz4"

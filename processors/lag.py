@@ -10,9 +10,11 @@ workers never counts a partition twice. A worker that is down reports nothing: t
 RespmonTargetDown) covers that case.
 """
 
+import asyncio
 import logging
 import os
 import time
+import traceback
 from collections.abc import Iterable, Mapping
 
 import faust
@@ -128,6 +130,45 @@ class StallWatch:
         return stalled
 
 
+def consumer_state(app: faust.App, tps: Iterable[object]) -> dict[str, object]:
+    """What faust and aiokafka believe about the stalled partitions: enough to tell a paused
+    partition, a fetch that never returns and a stream that does not take its records apart."""
+    consumer = app.consumer
+    state: dict[str, object] = {
+        "flow_active": consumer.flow_active, "rebalancing": app.rebalancing, "in_recovery": app.in_recovery,
+        "unacked": len(consumer.unacked), "flow_control_active": app.flow_control.is_active(),
+    }
+    try:
+        aio = consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+        assignment = aio._subscription.subscription.assignment
+        fetcher = aio._fetcher
+    except Exception:  # noqa: BLE001 - diagnostics only
+        return state
+    for tp in tps:
+        tp_state = assignment.state_value(tp) if assignment is not None else None
+        state[f"{tp.topic}:{tp.partition}"] = {  # type: ignore[attr-defined]
+            "faust_active": tp in consumer._active_partitions, "faust_paused": tp in consumer._paused_partitions,
+            "faust_buffered": tp in consumer._buffered_partitions,
+            "read_offset": consumer._read_offset.get(tp), "committed": consumer._committed_offset.get(tp),
+            "aiokafka_paused": getattr(tp_state, "paused", None),
+            "aiokafka_position": getattr(tp_state, "_position", None),
+            "highwater": aio.highwater(tp), "in_fetch_buffer": repr(fetcher._records.get(tp)),
+            "fetch_in_flight": sorted(fetcher._in_flight),
+        }
+    return state
+
+
+def task_stacks(limit: int = 8) -> list[str]:
+    """The innermost frames of every asyncio task: where the stream, the fetcher and the timers wait."""
+    out = []
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=limit)
+        where = "".join(traceback.format_list(
+            [traceback.FrameSummary(f.f_code.co_filename, f.f_lineno, f.f_code.co_name) for f in frames]))
+        out.append(f"{task.get_name()}:\n{where}")
+    return out
+
+
 async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int]) -> None:
     consumer = app.consumer
     positions = {tp: await consumer.position(tp) for tp in lags}
@@ -136,6 +177,7 @@ async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int])
         return
     names = [f"{tp.topic}:{tp.partition}" for tp in stalled]  # type: ignore[attr-defined]
     STALLS.inc(len(stalled))
+    log.error("stalled stream state", extra={"state": consumer_state(app, stalled), "tasks": task_stacks()})
     if watch.resumed & set(stalled):
         # resuming did not help: exit so the supervisor (respmon/supervise.py) starts a fresh worker;
         # at-least-once consumption with idempotent effects makes the replay harmless

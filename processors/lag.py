@@ -159,7 +159,8 @@ def consumer_state(app: faust.App, tps: Iterable[object]) -> dict[str, object]:
         "flow_active": consumer.flow_active, "rebalancing": app.rebalancing, "in_recovery": app.in_recovery,
         "unacked": len(consumer.unacked), "flow_control_active": app.flow_control.is_active(),
         "generation": app.consumer_generation_id,
-        "queued": {str(chan): chan.queue.qsize() for chan in app.topics},  # events waiting for each stream
+        "queued": {str(chan): chan._queue.qsize() for chan in app.topics  # events waiting for each stream
+                   if getattr(chan, "_queue", None) is not None},
     }
     try:
         aio = consumer._thread._ensure_consumer()  # type: ignore[attr-defined]

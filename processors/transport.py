@@ -28,6 +28,8 @@ from typing import Any, Mapping
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from processors.flow import keep_queues_on_resume
+
 log = logging.getLogger("respmon.worker.transport")
 
 
@@ -71,6 +73,8 @@ class RewindingConsumer(faust_aiokafka.Consumer):
 
 
 def use_idempotent_producer() -> None:
-    """Install both: the name stays, processors/app.py calls it before the app is created."""
+    """Install the producer, the consumer and the stream queues that survive a flow resume
+    (processors/flow.py); the name stays, processors/app.py calls it before the app is created."""
     faust_aiokafka.Transport.Producer = IdempotentProducer
     faust_aiokafka.Transport.Consumer = RewindingConsumer
+    keep_queues_on_resume()

@@ -229,6 +229,23 @@ def db_error_total() -> float:
                if sample.name.endswith("_total"))
 
 
+def unprocessed(highwater: int | None, committed: int | None, earliest: int | None, gauge_lag: int) -> int:
+    """Lag for the stall watch. The gauge measures a partition nobody committed yet from the consumer's
+    position, which reads 0 once its records were fetched, processed or not; here it is measured from
+    the partition's first offset instead, so a stream that lost such records still shows lag."""
+    if committed is not None or highwater is None or earliest is None:
+        return gauge_lag
+    return max(0, int(highwater) - int(earliest))
+
+
+async def stall_lags(app: faust.App, lags: Mapping[object, int]) -> dict[object, int]:
+    consumer = app.consumer
+    uncommitted = [tp for tp in lags if consumer._committed_offset.get(tp) is None]
+    earliest: Mapping[object, int] = dict(await consumer.earliest_offsets(*uncommitted)) if uncommitted else {}
+    return {tp: unprocessed(consumer.highwater(tp), consumer._committed_offset.get(tp), earliest.get(tp), lag)
+            for tp, lag in lags.items()}
+
+
 async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int]) -> None:
     """Exit (the supervisor starts a fresh worker) when a partition's stream stalled.
 
@@ -240,7 +257,7 @@ async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int])
     progress = {tp: (await consumer.position(tp), consumer._committed_offset.get(tp)) for tp in lags}
     now = time.monotonic()
     watch.note_db_errors(db_error_total(), now)
-    stalled = watch.check(lags, progress, now)
+    stalled = watch.check(await stall_lags(app, lags), progress, now)
     if not stalled:
         return
     names = [f"{tp.topic}:{tp.partition}" for tp in stalled]  # type: ignore[attr-defined]

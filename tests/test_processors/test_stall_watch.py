@@ -35,3 +35,11 @@ def test_no_stall_while_the_database_fails_and_for_a_while_after() -> None:
     assert watch.check({"p0": 5}, {"p0": (16, 6)}, now=40) == []
     assert watch.check({"p0": 5}, {"p0": (16, 6)}, now=54) == []
     assert watch.check({"p0": 5}, {"p0": (16, 6)}, now=55) == ["p0"]  # 45 s without a database error
+
+
+def test_a_partition_nobody_committed_counts_its_records_from_the_first_offset() -> None:
+    from processors.lag import unprocessed
+
+    assert unprocessed(highwater=81, committed=None, earliest=0, gauge_lag=0) == 81  # fetched, never processed
+    assert unprocessed(highwater=81, committed=36, earliest=0, gauge_lag=45) == 45
+    assert unprocessed(highwater=10, committed=None, earliest=10, gauge_lag=0) == 0  # all deleted by retention

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from alerts.dispatcher import dispatch_due
 from alerts.escalation import escalate_due
 from alerts.lifecycle import apply_finding
-from processors import lag
+from processors import dbpool, lag
 from processors import store, telemetry
 from processors.rules.evaluator import step, tick
 from processors.rules.history import PatientHistory
@@ -77,7 +77,7 @@ _http: httpx.AsyncClient | None = None
 async def pool() -> AsyncConnectionPool:
     global _pool
     if _pool is None:
-        _pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=4, open=False)
+        _pool = dbpool.new_pool(settings.database_url, min_size=1, max_size=4)  # bounded reconnects: see dbpool
         await _pool.open(wait=True, timeout=60)
     return _pool
 

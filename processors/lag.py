@@ -10,14 +10,19 @@ workers never counts a partition twice. A worker that is down reports nothing: t
 RespmonTargetDown) covers that case.
 """
 
+import asyncio
+import gc
 import logging
 import os
 import time
+import traceback
+import types
 from collections.abc import Iterable, Mapping
 
 import faust
 from prometheus_client import Counter, Gauge
 
+from processors import telemetry
 from respmon.supervise import STALL_EXIT
 
 log = logging.getLogger("respmon.worker.lag")
@@ -99,54 +104,167 @@ def publish(lags: Mapping[object, int], topics: Iterable[str], reported: set[tup
 
 
 STALL_S = 30.0
+# longer than `_write`'s longest pause between retries (30 s) plus one pool timeout (processors/dbpool.py)
+DB_QUIET_S = 45.0
 STALLS = Counter(
     "respmon_worker_stream_stalls_total",
-    "Partitions that had lag but did not advance for 30 s; the worker resumed their flow",
+    "Partitions with lag whose stream made no progress for 30 s while the database answered; the worker restarts",
 )
 
 
 class StallWatch:
-    """Notices a partition with lag whose position stands still: seen after a worker restart, when
-    faust left a partition paused and the stream never fetched it again (no error, nothing logged)."""
+    """Notices a partition with lag whose stream makes no progress at all: neither the fetch position nor
+    the committed offset moves for `stall_s`, and the database has not failed a write for `db_quiet_s`.
 
-    def __init__(self, stall_s: float = STALL_S) -> None:
+    The fetch position alone is no measure of progress: faust fetches a partition to its end in seconds
+    and then works through its buffer, so a partition whose events wait for PostgreSQL (an outage) or for
+    a slow machine stands still there for minutes while the worker is healthy. Watching only the
+    position made the watch restart healthy workers in the PostgreSQL-outage test, and under CPU load.
+    """
+
+    def __init__(self, stall_s: float = STALL_S, db_quiet_s: float = DB_QUIET_S) -> None:
         self.stall_s = stall_s
-        self.since: dict[object, tuple[int | None, float]] = {}
-        self.resumed: set[object] = set()
+        self.db_quiet_s = db_quiet_s
+        self.since: dict[object, tuple[object, float]] = {}
+        self.db_errors: float | None = None
+        self.db_failed_at = float("-inf")
 
-    def check(self, lags: Mapping[object, int], positions: Mapping[object, int | None], now: float) -> list[object]:
+    def note_db_errors(self, total: float, now: float) -> None:
+        """Feed the worker's database error count; a change means the stream may be waiting for it."""
+        if self.db_errors is not None and total != self.db_errors:
+            self.db_failed_at = now
+        self.db_errors = total
+
+    def check(self, lags: Mapping[object, int], progress: Mapping[object, object], now: float) -> list[object]:
+        """Partitions stalled now; `progress` is anything that changes when a partition moves
+        (here: fetch position and committed offset)."""
         stalled = []
+        db_quiet = now - self.db_failed_at >= self.db_quiet_s
         for tp, lag in lags.items():
-            position = positions.get(tp)
+            mark = progress.get(tp)
             previous = self.since.get(tp)
-            if lag <= 0 or previous is None or previous[0] != position:
-                self.since[tp] = (position, now)
-                self.resumed.discard(tp)  # it moved (or caught up): a later stall starts afresh
-            elif now - previous[1] >= self.stall_s:
+            if lag <= 0 or previous is None or previous[0] != mark:
+                self.since[tp] = (mark, now)
+            elif now - previous[1] >= self.stall_s and db_quiet:
                 stalled.append(tp)
-                self.since[tp] = (position, now)
+                self.since[tp] = (mark, now)
         return stalled
 
 
-async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int]) -> None:
+def consumer_state(app: faust.App, tps: Iterable[object]) -> dict[str, object]:
+    """What faust and aiokafka believe about the stalled partitions: enough to tell a paused
+    partition, a fetch that never returns and a stream that does not take its records apart."""
     consumer = app.consumer
-    positions = {tp: await consumer.position(tp) for tp in lags}
-    stalled = watch.check(lags, positions, time.monotonic())
+    state: dict[str, object] = {
+        "flow_active": consumer.flow_active, "rebalancing": app.rebalancing, "in_recovery": app.in_recovery,
+        "unacked": len(consumer.unacked), "flow_control_active": app.flow_control.is_active(),
+        "generation": app.consumer_generation_id,
+        "queued": {str(chan): chan._queue.qsize() for chan in app.topics  # events waiting for each stream
+                   if getattr(chan, "_queue", None) is not None},
+    }
+    try:
+        aio = consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+        assignment = aio._subscription.subscription.assignment
+        fetcher = aio._fetcher
+    except Exception:  # noqa: BLE001 - diagnostics only
+        return state
+    for tp in tps:
+        tp_state = assignment.state_value(tp) if assignment is not None else None
+        state[f"{tp.topic}:{tp.partition}"] = {  # type: ignore[attr-defined]
+            "faust_active": tp in consumer._active_partitions, "faust_paused": tp in consumer._paused_partitions,
+            "faust_buffered": tp in consumer._buffered_partitions,
+            "read_offset": consumer._read_offset.get(tp), "committed": consumer._committed_offset.get(tp),
+            "aiokafka_paused": getattr(tp_state, "paused", None),
+            "aiokafka_position": getattr(tp_state, "_position", None),
+            "highwater": aio.highwater(tp), "in_fetch_buffer": repr(fetcher._records.get(tp)),
+            "fetch_in_flight": sorted(fetcher._in_flight),
+        }
+    return state
+
+
+def task_stacks(limit: int = 8) -> list[str]:
+    """The innermost frames of every asyncio task: where the stream, the fetcher and the timers wait."""
+    out = []
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=limit)
+        where = "".join(traceback.format_list(
+            [traceback.FrameSummary(f.f_code.co_filename, f.f_lineno, f.f_code.co_name) for f in frames]))
+        out.append(f"{task.get_name()}:\n{where}")
+    return out + suspended_coroutines()
+
+
+_WATCHED = ("/processors/", "/alerts/", "psycopg", "faust/streams", "faust/agents", "faust/channels",
+            "faust/tables", "faust/topics")
+
+
+def suspended_coroutines() -> list[str]:
+    """Where our own (and faust's stream) coroutines and async generators wait. A task's stack stops at
+    the first awaitable that is not a coroutine (faust's actor wrapper, an async generator), so the
+    agent's body never shows in `task_stacks`; the suspended frames themselves do."""
+    out = []
+    for obj in gc.get_objects():
+        if not isinstance(obj, (types.CoroutineType, types.AsyncGeneratorType)):
+            continue
+        frame = obj.cr_frame if isinstance(obj, types.CoroutineType) else obj.ag_frame
+        if frame is None:
+            continue
+        if any(part in frame.f_code.co_filename for part in _WATCHED):
+            awaiting = obj.cr_await if isinstance(obj, types.CoroutineType) else obj.ag_await
+            out.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+                       f" awaiting {type(awaiting).__name__}")
+    return sorted(out)
+
+
+def diagnose(app: faust.App, tps: Iterable[object]) -> dict[str, object]:
+    """State and stacks for the log; a failure here must never keep the worker from restarting."""
+    try:
+        return {"state": consumer_state(app, tps), "tasks": task_stacks()}
+    except Exception as error:  # noqa: BLE001
+        return {"diagnose_error": repr(error)}
+
+
+def db_error_total() -> float:
+    """All database errors the worker counted (writes, dispatch, escalation, upkeep)."""
+    return sum(sample.value for metric in telemetry.DB_ERRORS.collect() for sample in metric.samples
+               if sample.name.endswith("_total"))
+
+
+def unprocessed(highwater: int | None, committed: int | None, earliest: int | None, gauge_lag: int) -> int:
+    """Lag for the stall watch. The gauge measures a partition nobody committed yet from the consumer's
+    position, which reads 0 once its records were fetched, processed or not; here it is measured from
+    the partition's first offset instead, so a stream that lost such records still shows lag."""
+    if committed is not None or highwater is None or earliest is None:
+        return gauge_lag
+    return max(0, int(highwater) - int(earliest))
+
+
+async def stall_lags(app: faust.App, lags: Mapping[object, int]) -> dict[object, int]:
+    consumer = app.consumer
+    uncommitted = [tp for tp in lags if consumer._committed_offset.get(tp) is None]
+    earliest: Mapping[object, int] = dict(await consumer.earliest_offsets(*uncommitted)) if uncommitted else {}
+    return {tp: unprocessed(consumer.highwater(tp), consumer._committed_offset.get(tp), earliest.get(tp), lag)
+            for tp, lag in lags.items()}
+
+
+async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int]) -> None:
+    """Exit (the supervisor starts a fresh worker) when a partition's stream stalled.
+
+    Resuming the partition in place was tried first and never helped: in every stall recorded the
+    records had already left aiokafka and were nowhere in faust; a new consumer starts again from the
+    committed offset. At-least-once consumption with idempotent effects makes the replay harmless.
+    """
+    consumer = app.consumer
+    progress = {tp: (await consumer.position(tp), consumer._committed_offset.get(tp)) for tp in lags}
+    now = time.monotonic()
+    watch.note_db_errors(db_error_total(), now)
+    stalled = watch.check(await stall_lags(app, lags), progress, now)
     if not stalled:
         return
     names = [f"{tp.topic}:{tp.partition}" for tp in stalled]  # type: ignore[attr-defined]
     STALLS.inc(len(stalled))
-    if watch.resumed & set(stalled):
-        # resuming did not help: exit so the supervisor (respmon/supervise.py) starts a fresh worker;
-        # at-least-once consumption with idempotent effects makes the replay harmless
-        log.error("stream still stalled after resume; restarting the worker", extra={"partitions": names})
-        logging.shutdown()
-        os._exit(STALL_EXIT)
-    log.error("stream stalled with lag; resuming its partitions", extra={"partitions": names})
-    watch.resumed.update(stalled)
-    consumer.resume_partitions(stalled)  # type: ignore[arg-type]
-    consumer.resume_flow()
-    app.flow_control.resume()
+    log.error("stream stalled with lag; restarting the worker", extra={"partitions": names, **diagnose(app, stalled)})
+    logging.shutdown()
+    os._exit(STALL_EXIT)
 
 
 def register(app: faust.App, topic: object) -> None:
@@ -168,3 +286,4 @@ def register(app: faust.App, topic: object) -> None:
             await unstall(app, watch, lags)
         except Exception as error:  # noqa: BLE001
             log.warning("stall check failed", extra={"error": type(error).__name__})
+

@@ -1,0 +1,46 @@
+"""The worker's PostgreSQL pool, configured so that it reconnects within seconds once the server is back.
+
+psycopg_pool's defaults made a 30 s PostgreSQL outage cost the worker up to another 30 s afterwards:
+
+- a failed reconnection is retried after 1, 2, 4, 8, 16, 32 ... s (`AttemptWithBackoff`,
+  psycopg_pool/base.py:200-229), capped only by `reconnect_timeout` (default 300 s,
+  pool_async.py:741-771). After an outage of T seconds the next attempt can come up to ~T s after the
+  server is back; meanwhile `connection()` waits its full `timeout` (default 30 s) for a connection
+  that nobody is trying to make, then raises `PoolTimeout`.
+- without a `check`, the first `connection()` after a restart hands out a connection the server has
+  already closed, and the write fails on it instead of on a fresh one.
+
+So: each attempt series gives up after `RECONNECT_TIMEOUT_S`; the next client that has to wait then
+starts a fresh series at once (pool_async.py:352-360, `_maybe_grow_pool`), and since every
+`connection()` waits at most `CONNECTION_TIMEOUT_S`, a new waiting client comes at least that often
+(the worker's `_write` retry and its 0.2-1 s timers). The longest gap between two connection attempts
+is then about max(RECONNECT_TIMEOUT_S / 2, CONNECTION_TIMEOUT_S) seconds, whatever the outage length.
+"""
+
+import logging
+
+from psycopg_pool import AsyncConnectionPool
+
+log = logging.getLogger("respmon.worker.db")
+
+CONNECTION_TIMEOUT_S = 5.0
+RECONNECT_TIMEOUT_S = 8.0
+CONNECT_TIMEOUT_S = 5  # libpq connect_timeout: a black-holed server cannot hold an attempt longer
+
+
+def _reconnect_failed(pool: AsyncConnectionPool) -> None:
+    """Called by psycopg_pool when one attempt series gave up; the next waiting client starts another."""
+    log.warning("database still unreachable; reconnecting on the next request",
+                extra={"pool": pool.name, "reconnect_timeout_s": RECONNECT_TIMEOUT_S})
+
+
+def new_pool(url: str, min_size: int = 1, max_size: int = 4) -> AsyncConnectionPool:
+    """A closed pool (open it with `await pool.open(...)`) whose recovery after an outage is bounded."""
+    return AsyncConnectionPool(
+        url, min_size=min_size, max_size=max_size, open=False,
+        timeout=CONNECTION_TIMEOUT_S,
+        check=AsyncConnectionPool.check_connection,
+        reconnect_timeout=RECONNECT_TIMEOUT_S,
+        reconnect_failed=_reconnect_failed,
+        kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+    )

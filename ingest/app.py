@@ -9,13 +9,13 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from psycopg_pool import ConnectionPool
 
 from ingest import metrics
 from ingest.devices import Device, authenticate
 from ingest.parsers import FORMATS
 from ingest.publisher import Publisher
 from ingest.uploads import Upload, UploadResult, handle_upload
+from respmon import dbpool
 from respmon.settings import Settings, get_settings
 
 log = logging.getLogger("respmon.ingest")
@@ -33,8 +33,7 @@ def _error(status: int, error: str, reason: str, **extra: object) -> JSONRespons
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    pool = ConnectionPool(settings.database_url, min_size=1, max_size=8, open=False,
-                          kwargs={"autocommit": True})
+    pool = dbpool.new_sync_pool(settings.database_url, autocommit=True)
     state: dict[str, Publisher] = {}
 
     @asynccontextmanager

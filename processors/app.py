@@ -22,12 +22,13 @@ from pydantic import ValidationError
 from alerts.dispatcher import dispatch_due
 from alerts.escalation import escalate_due
 from alerts.lifecycle import apply_finding
-from processors import dbpool, lag
+from processors import lag
 from processors import store, telemetry
 from processors.rules.evaluator import step, tick
 from processors.rules.history import PatientHistory
 from processors.rules.loader import load_rules
 from processors.transport import use_idempotent_producer
+from respmon import dbpool
 from respmon.settings import get_settings
 from schemas import Envelope, Finding, Tick
 

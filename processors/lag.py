@@ -104,7 +104,7 @@ def publish(lags: Mapping[object, int], topics: Iterable[str], reported: set[tup
 
 
 STALL_S = 30.0
-# longer than `_write`'s longest pause between retries (30 s) plus one pool timeout (processors/dbpool.py)
+# longer than `_write`'s longest pause between retries (30 s) plus one pool timeout (respmon/dbpool.py)
 DB_QUIET_S = 45.0
 STALLS = Counter(
     "respmon_worker_stream_stalls_total",

@@ -1,4 +1,5 @@
-"""The worker's PostgreSQL pool, configured so that it reconnects within seconds once the server is back.
+"""PostgreSQL pools of the worker (async) and ingest (sync), configured to reconnect within seconds
+once the server is back.
 
 psycopg_pool's defaults made a 30 s PostgreSQL outage cost the worker up to another 30 s afterwards:
 
@@ -19,16 +20,18 @@ is then about max(RECONNECT_TIMEOUT_S / 2, CONNECTION_TIMEOUT_S) seconds, whatev
 
 import logging
 
-from psycopg_pool import AsyncConnectionPool
+from typing import Any
 
-log = logging.getLogger("respmon.worker.db")
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+log = logging.getLogger("respmon.db")
 
 CONNECTION_TIMEOUT_S = 5.0
 RECONNECT_TIMEOUT_S = 8.0
 CONNECT_TIMEOUT_S = 5  # libpq connect_timeout: a black-holed server cannot hold an attempt longer
 
 
-def _reconnect_failed(pool: AsyncConnectionPool) -> None:
+def _reconnect_failed(pool: AsyncConnectionPool | ConnectionPool) -> None:
     """Called by psycopg_pool when one attempt series gave up; the next waiting client starts another."""
     log.warning("database still unreachable; reconnecting on the next request",
                 extra={"pool": pool.name, "reconnect_timeout_s": RECONNECT_TIMEOUT_S})
@@ -43,4 +46,17 @@ def new_pool(url: str, min_size: int = 1, max_size: int = 4) -> AsyncConnectionP
         reconnect_timeout=RECONNECT_TIMEOUT_S,
         reconnect_failed=_reconnect_failed,
         kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+    )
+
+
+def new_sync_pool(url: str, min_size: int = 1, max_size: int = 8, **kwargs: Any) -> ConnectionPool:
+    """Ingest's pool, with the same bounded reconnects (devices get 503 and retry during an outage, then
+    uploads go through again within seconds). No `check` on checkout: ingest makes several short calls
+    per upload, and a connection the restarted server closed fails one request, which the device retries."""
+    return ConnectionPool(
+        url, min_size=min_size, max_size=max_size, open=False,
+        timeout=CONNECTION_TIMEOUT_S,
+        reconnect_timeout=RECONNECT_TIMEOUT_S,
+        reconnect_failed=_reconnect_failed,
+        kwargs={"connect_timeout": CONNECT_TIMEOUT_S, **kwargs},
     )

@@ -10,14 +10,14 @@ from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
 from alerts.lifecycle import DISCLAIMER
 from alerts.team import Member, authenticate
+from respmon import dbpool
 from respmon.settings import Settings, get_settings
 
 TEAM_ACTIONS = Counter("respmon_alert_team_actions_total", "Acknowledgements and resolutions by the team", ["action"])
@@ -32,8 +32,7 @@ class Note(BaseModel):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    pool = ConnectionPool(settings.database_url, min_size=1, max_size=8, open=False,
-                          kwargs={"autocommit": True, "row_factory": dict_row})
+    pool = dbpool.new_sync_pool(settings.database_url, autocommit=True, row_factory=dict_row)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -128,6 +127,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """503 while PostgreSQL does not answer: every team API call would fail anyway."""
+        try:
+            with pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     @app.get("/metrics")
     def prometheus_metrics() -> PlainTextResponse:

@@ -123,3 +123,11 @@ def test_services_expose_prometheus_counters(pipeline: Pipeline) -> None:
     assert "respmon_ingest_uploads_total{" in ingest
     assert 'outcome="accepted"' in ingest
     assert "respmon_worker_events_processed_total{" in worker
+
+
+def test_every_service_reports_ready_once_its_dependencies_answer(pipeline: Pipeline) -> None:
+    """Readiness (for orchestrators and load balancers): PostgreSQL answers, the worker's tables recovered."""
+    for url in (pipeline.ingest_url, pipeline.worker_url, pipeline.alerts_url):
+        answer = wait_until(lambda u=url: (r := httpx.get(f"{u}/readyz", timeout=10)).status_code == 200 and r,
+                            30, f"{url}/readyz")
+        assert answer.json()["status"] == "ready"

@@ -60,6 +60,9 @@ def test_database_outage_mid_stream_delays_but_stores_everything_once(private_st
                                             "Content-Type": "application/json"})
         late_device = Device(services.url("ingest"), late_token, late, stop, pause_s=0.0)
         late_device.start()
+        # readiness says what is going on: neither ingest nor the worker is ready without the database
+        readiness_during = {name: httpx.get(f"{services.url(name)}/readyz", timeout=10).status_code
+                            for name in ("ingest", "worker")}
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t0)))
     finally:
         producer.close()
@@ -91,4 +94,6 @@ def test_database_outage_mid_stream_delays_but_stores_everything_once(private_st
     assert verdict.finding_mismatches == []
     assert verdict.doubled_alerts == 0 and verdict.alerts > 0
     assert verdict.webhook_keys == verdict.deliveries and verdict.resent_after_2xx == {}
-    assert httpx.get(f"{services.url('ingest')}/readyz").status_code == 200
+    assert readiness_during == {"ingest": 503, "worker": 503}
+    assert {name: httpx.get(f"{services.url(name)}/readyz").status_code for name in ("ingest", "worker")} == {
+        "ingest": 200, "worker": 200}

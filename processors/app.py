@@ -2,8 +2,9 @@
 
 Flow of one event (keyed by patient id, so a patient's events arrive in order on one partition):
   measurements topic -> `process_measurements` -> PatientHistory (faust table, changelog-backed)
-  -> rules engine step -> one PostgreSQL transaction (record upsert, findings, alert + outbox)
-  -> table update. Delivery is at-least-once; every effect is idempotent, so a replay doubles nothing.
+  -> rules engine step -> one PostgreSQL transaction for the batch of events already fetched (record
+  upserts, findings, alerts + outbox) -> table update -> ack. Delivery is at-least-once; every effect
+  is idempotent, so a replay doubles nothing.
 """
 
 import asyncio

@@ -5,6 +5,7 @@
 
 1. oximetry_metrics  night_metrics vs pobm 1.2 ODI3 on the same 8 h 1 Hz nights (bench/.venv-pobm)
 2. parsing           ResMed EDF (STR + DATALOG), O2Ring CSV/binary, 8 h 1 Hz generic CSV
+   history_cost      the worker's per-event cost of a patient's state against its history length
 3. e2e_*             on a private Kafka + PostgreSQL stack (respmon/privatestack.py): throughput vs a bare
                      consumer baseline, upload-to-alert latency, worker peak RSS on a 10,000-patient batch
 """
@@ -21,11 +22,12 @@ HERE = Path(__file__).resolve().parent
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    ap.add_argument("--only", default="oximetry,parsing,e2e", help="comma-separated subset")
+    ap.add_argument("--only", default="oximetry,parsing,history,e2e", help="comma-separated subset")
     args, rest = ap.parse_known_args()
     only = set(args.only.split(","))
     quick = ["--quick"] if args.quick else []
     steps = [("oximetry", [HERE / "oximetry_metrics.py", *quick]), ("parsing", [HERE / "parsing.py", *quick]),
+             ("history", [HERE / "history_cost.py", *quick]),
              ("e2e", [HERE / "e2e.py", *quick, *rest])]
     failed = []
     for name, cmd in steps:

@@ -131,10 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz")
     def readyz() -> JSONResponse:
         """503 while PostgreSQL does not answer: every team API call would fail anyway."""
-        try:
-            with pool.connection(timeout=2) as conn:
-                conn.execute("SELECT 1")
-        except Exception:  # noqa: BLE001 - any failure means not ready
+        if not dbpool.answers(pool):
             return JSONResponse({"status": "database unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 

@@ -113,10 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        try:
-            with pool.connection(timeout=2) as conn:
-                conn.execute("SELECT 1")
-        except Exception:
+        if not dbpool.answers(pool):
             return JSONResponse({"status": "database unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 

@@ -28,14 +28,15 @@ from processors import store, telemetry
 from processors.rules.evaluator import step, tick
 from processors.rules.history import PatientHistory
 from processors.rules.loader import load_rules
-from processors.transport import use_idempotent_producer
+from processors.transport import install_transport
 from respmon import dbpool
+from respmon.logs import logging_config
 from respmon.settings import get_settings
 from schemas import Envelope, Finding, Tick
 
 log = logging.getLogger("respmon.worker")
 settings = get_settings()
-use_idempotent_producer()
+install_transport()
 
 app = faust.App(
     settings.worker_app_id,
@@ -51,14 +52,7 @@ app = faust.App(
     web_host=settings.worker_host,
     web_port=settings.worker_web_port,
     web_in_thread=False,
-    logging_config={  # the same JSON lines as the other services, extras (ids) included
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "respmon.logs.JsonFormatter"}},
-        "filters": {"repeats": {"()": "respmon.logs.RepeatFilter", "window_s": settings.log_repeat_window_s}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["repeats"]}},
-        "root": {"handlers": ["stderr"], "level": settings.log_level},
-    },
+    logging_config=logging_config(settings.log_level, settings.log_repeat_window_s),  # as every service
 )
 
 measurements = app.topic(settings.measurements_topic, key_serializer="raw", value_serializer="raw",
@@ -79,7 +73,7 @@ _http: httpx.AsyncClient | None = None
 async def pool() -> AsyncConnectionPool:
     global _pool
     if _pool is None:
-        _pool = dbpool.new_pool(settings.database_url, min_size=1, max_size=4)  # bounded reconnects: see dbpool
+        _pool = dbpool.new_async_pool(settings.database_url, min_size=1, max_size=4)  # bounded reconnects: see dbpool
         await _pool.open(wait=True, timeout=60)
     return _pool
 

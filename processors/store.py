@@ -43,8 +43,9 @@ _NULL = -1  # SpO2, pulse and motion are never negative once parsed
 
 
 def as_array(values: Sequence[float | None] | np.ndarray) -> np.ndarray:
-    """Samples as float64, NaN for None (numpy converts None itself, twice as fast as a comprehension)."""
-    return values.astype(float) if isinstance(values, np.ndarray) else np.array(values, dtype=float)
+    """Samples as float64, NaN for None (numpy converts None itself, twice as fast as a comprehension);
+    a float64 array is used as it is, not copied (nothing here writes into it)."""
+    return np.asarray(values, dtype=float)
 
 
 def encode_signal(values: Sequence[float | None] | np.ndarray) -> bytes:
@@ -171,20 +172,22 @@ def record_rows(env: Envelope) -> list[tuple[str, dict[str, Any]]]:
     return []
 
 
-def _conflict_action(table: str, cols: Sequence[str]) -> str:
+def _on_conflict(table: str, cols: Sequence[str]) -> str:
+    """`ON CONFLICT (natural key) DO UPDATE ...` of an upsert into `table` of columns `cols`."""
     key = KEYS[table]
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in key)
+    action = f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, stored_at = now()"
     if table == "oximetry_signals":
         # A replayed night carries the same samples: skip the rewrite (no new row version, no TOAST churn).
-        return (f"DO UPDATE SET {updates}, stored_at = now() WHERE (oximetry_signals.spo2, oximetry_signals.pulse,"
+        return (f"{action} WHERE (oximetry_signals.spo2, oximetry_signals.pulse,"
                 f" oximetry_signals.interval_s, oximetry_signals.motion) IS DISTINCT FROM"
                 f" (EXCLUDED.spo2, EXCLUDED.pulse, EXCLUDED.interval_s, EXCLUDED.motion)")
-    return f"DO UPDATE SET {updates}, stored_at = now()"
+    return action
 
 
 def _upsert_sql(table: str, cols: Sequence[str]) -> bytes:
     return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
-            f" ON CONFLICT ({', '.join(KEYS[table])}) {_conflict_action(table, cols)}").encode()
+            f" {_on_conflict(table, cols)}").encode()
 
 
 async def _upsert(conn: AsyncConnection, table: str, row: dict[str, Any]) -> None:
@@ -235,7 +238,7 @@ async def _copy_upsert(conn: AsyncConnection, table: str, cols: list[str], value
             for v in values:
                 await copy.write_row(v)
         await cur.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM {stage}"
-                          f" ON CONFLICT ({', '.join(KEYS[table])}) {_conflict_action(table, cols)}".encode())
+                          f" {_on_conflict(table, cols)}".encode())
 
 
 async def store_finding(conn: AsyncConnection, finding: Finding) -> None:

@@ -72,9 +72,9 @@ class RewindingConsumer(faust_aiokafka.Consumer):
         return RewindingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-def use_idempotent_producer() -> None:
+def install_transport() -> None:
     """Install the producer, the consumer and the stream queues that survive a flow resume
-    (processors/flow.py); the name stays, processors/app.py calls it before the app is created."""
+    (processors/flow.py); processors/app.py calls it before the app is created."""
     faust_aiokafka.Transport.Producer = IdempotentProducer
     faust_aiokafka.Transport.Consumer = RewindingConsumer
     keep_queues_on_resume()

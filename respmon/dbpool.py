@@ -19,7 +19,6 @@ is then about max(RECONNECT_TIMEOUT_S / 2, CONNECTION_TIMEOUT_S) seconds, whatev
 """
 
 import logging
-
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -37,8 +36,8 @@ def _reconnect_failed(pool: AsyncConnectionPool | ConnectionPool) -> None:
                 extra={"pool": pool.name, "reconnect_timeout_s": RECONNECT_TIMEOUT_S})
 
 
-def new_pool(url: str, min_size: int = 1, max_size: int = 4) -> AsyncConnectionPool:
-    """A closed pool (open it with `await pool.open(...)`) whose recovery after an outage is bounded."""
+def new_async_pool(url: str, min_size: int = 1, max_size: int = 4) -> AsyncConnectionPool:
+    """The worker's pool: closed (open it with `await pool.open(...)`) whose recovery after an outage is bounded."""
     return AsyncConnectionPool(
         url, min_size=min_size, max_size=max_size, open=False,
         timeout=CONNECTION_TIMEOUT_S,
@@ -60,3 +59,14 @@ def new_sync_pool(url: str, min_size: int = 1, max_size: int = 8, **kwargs: Any)
         reconnect_failed=_reconnect_failed,
         kwargs={"connect_timeout": CONNECT_TIMEOUT_S, **kwargs},
     )
+
+
+def answers(pool: ConnectionPool, timeout_s: float = 2.0) -> bool:
+    """Whether PostgreSQL answers through `pool` within `timeout_s` (the readiness check of ingest and
+    the team API)."""
+    try:
+        with pool.connection(timeout=timeout_s) as conn:
+            conn.execute("SELECT 1")
+    except Exception:  # noqa: BLE001 - any failure means not ready
+        return False
+    return True

@@ -2,10 +2,11 @@
 
 import json
 import logging
-import sys
+import logging.config
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from datetime import UTC, datetime
 
 _RESERVED = set(vars(logging.makeLogRecord({})))
@@ -71,10 +72,19 @@ class RepeatFilter(logging.Filter):
             self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window_s}
 
 
+def logging_config(level: str = "INFO", repeat_window_s: float = 10.0) -> dict[str, Any]:
+    """The one logging setup of every service, as a `dictConfig` (faust takes it in this form): JSON lines
+    on stderr through the repeat filter, ids in the extras."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "respmon.logs.JsonFormatter"}},
+        "filters": {"repeats": {"()": "respmon.logs.RepeatFilter", "window_s": repeat_window_s}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+                                "formatter": "json", "filters": ["repeats"]}},
+        "root": {"handlers": ["stderr"], "level": level},
+    }
+
+
 def setup_logging(level: str = "INFO", repeat_window_s: float = 10.0) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RepeatFilter(repeat_window_s))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    logging.config.dictConfig(logging_config(level, repeat_window_s))

@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from respmon.dbpool import CONNECTION_TIMEOUT_S, RECONNECT_TIMEOUT_S, new_pool, new_sync_pool
+from respmon.dbpool import CONNECTION_TIMEOUT_S, RECONNECT_TIMEOUT_S, new_async_pool, new_sync_pool
 from tests.reliability.stack import PrivateStack
 
 OUTAGE_S = 20.0
@@ -29,7 +29,7 @@ class Client:
         self.failures: list[str] = []
 
     async def run(self, url: str, stop: asyncio.Event) -> None:
-        pool = new_pool(url)
+        pool = new_async_pool(url)
         await pool.open(wait=True, timeout=30)
         try:
             while not stop.is_set():

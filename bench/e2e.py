@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, niv_csv, niv_csv_row, o2ring_csv, spirometry_json, synthetic_spo2, write_result  # noqa: E402
 
 from alerts.receiver import WebhookReceiver  # noqa: E402
+from respmon.launcher import stop, wait_http  # noqa: E402
 from respmon.privatestack import PrivateStack, free_port  # noqa: E402
 
 SECRET = "bench-webhook-secret"
@@ -106,27 +107,13 @@ def service(env: Env, command: str, port_var: str, log_name: str, timeout_s: flo
                             env={**os.environ, **env.vars(**{port_var: str(port)}, **extra)},
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{command} exited ({proc.returncode}); see {env.logs / log_name}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{command} did not answer within {timeout_s}s")
-            time.sleep(0.2)
+        try:
+            wait_http(f"{base}/healthz", timeout_s, proc, status=200)
+        except RuntimeError as error:
+            raise RuntimeError(f"{command}: {error}; see {env.logs / log_name}") from None
         yield proc, base
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
         log.close()
 
 

@@ -11,13 +11,16 @@ from pathlib import Path
 import httpx
 
 
-def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None,
+              status: int | None = None) -> None:
+    """Poll `url` until it answers (below 500, or exactly `status`); fail early if `proc` exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{url}: process exited with code {proc.returncode}")
         try:
-            if httpx.get(url, timeout=1).status_code < 500:
+            code = httpx.get(url, timeout=1).status_code
+            if (code == status) if status is not None else (code < 500):
                 return
         except httpx.HTTPError:
             pass

@@ -2,6 +2,7 @@
 
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from dataclasses import dataclass
@@ -63,6 +64,34 @@ class PipelineClient:
         return httpx.post(f"{self.ingest_url}/v1/uploads", content=body, headers=sent, params=params, timeout=30)
 
 
+@dataclass(frozen=True)
+class ServicePorts:
+    """Free loopback ports of one pipeline's ingest, worker and team API, and the settings naming them."""
+
+    ingest: int
+    worker: int
+    alerts: int
+
+    @classmethod
+    def free(cls) -> "ServicePorts":
+        return cls(free_port(), free_port(), free_port())
+
+    def env(self) -> dict[str, str]:
+        return {"RESPMON_INGEST_PORT": str(self.ingest), "RESPMON_WORKER_WEB_PORT": str(self.worker),
+                "RESPMON_ALERTS_API_PORT": str(self.alerts), "RESPMON_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.alerts}"}
+
+
+@contextmanager
+def running_services(env: dict[str, str], ports: ServicePorts, logs: Path) -> Iterator[tuple[str, str, str]]:
+    """The worker, ingest and the team API as processes; yields (ingest, worker, alerts) base URLs once
+    each answers, stops them all after."""
+    ingest, worker, alerts = (f"http://127.0.0.1:{port}" for port in (ports.ingest, ports.worker, ports.alerts))
+    with service(["worker"], env, f"{worker}/healthz", logs / "worker.log"), \
+         service(["ingest"], env, f"{ingest}/healthz", logs / "ingest.log"), \
+         service(["alerts-api"], env, f"{alerts}/healthz", logs / "alerts.log"):
+        yield ingest, worker, alerts
+
+
 @dataclass
 class Pipeline(PipelineClient):
     ingest_url: str
@@ -78,8 +107,7 @@ class Pipeline(PipelineClient):
 @pytest.fixture(scope="package")
 def pipeline(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     logs = tmp_path_factory.mktemp("logs")
-    ingest_port, worker_port = free_port(), free_port()
-    alerts_port = free_port()
+    ports = ServicePorts.free()
     mailbox = Mailbox()
     mailbox.controller.start()
     with WebhookReceiver(SECRET) as receiver, WebhookReceiver(SECRET) as escalation:
@@ -94,18 +122,13 @@ escalation:
   routes:
     - {{name: on-call, channel: webhook, target: "{escalation.url}", team: on-call, min_severity: warn}}
 """)
-        env = {**stack_env, "RESPMON_INGEST_PORT": str(ingest_port), "RESPMON_WORKER_WEB_PORT": str(worker_port),
-               "RESPMON_ALERTS_API_PORT": str(alerts_port), "RESPMON_ROUTING_FILE": str(routing),
+        env = {**stack_env, **ports.env(), "RESPMON_ROUTING_FILE": str(routing),
                "TEST_WEBHOOK_URL": receiver.url, "RESPMON_WEBHOOK_SECRET": SECRET,
                "RESPMON_SMTP_PORT": str(mailbox.controller.port), "RESPMON_ESCALATION_CHECK_S": "0.5",
-               "RESPMON_PUBLIC_BASE_URL": f"http://127.0.0.1:{alerts_port}", "RESPMON_LOG_LEVEL": "INFO"}
+               "RESPMON_LOG_LEVEL": "INFO"}
         try:
-            with service(["worker"], env, f"http://127.0.0.1:{worker_port}/healthz", logs / "worker.log"), \
-                 service(["ingest"], env, f"http://127.0.0.1:{ingest_port}/healthz", logs / "ingest.log"), \
-                 service(["alerts-api"], env, f"http://127.0.0.1:{alerts_port}/healthz", logs / "alerts.log"):
-                yield Pipeline(f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{worker_port}",
-                               f"http://127.0.0.1:{alerts_port}", receiver, escalation, mailbox,
-                               stack_env["RESPMON_DATABASE_URL"], logs)
+            with running_services(env, ports, logs) as urls:
+                yield Pipeline(*urls, receiver, escalation, mailbox, stack_env["RESPMON_DATABASE_URL"], logs)
         finally:
             mailbox.controller.stop()
     sys.stderr.write(f"service logs in {logs}\n")

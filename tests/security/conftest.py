@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from alerts.receiver import WebhookReceiver
-from respmon.launcher import service
-from tests.conftest import free_port, namespace
-from tests.integration.conftest import PipelineClient
+from tests.conftest import namespace
+from tests.integration.conftest import PipelineClient, ServicePorts, running_services
 
 SECRET = "security-webhook-secret"
 MAX_UPLOAD = 256 * 1024
@@ -30,15 +29,11 @@ class SecuredPipeline(PipelineClient):
 @pytest.fixture(scope="package")
 def secured(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredPipeline]:
     logs = tmp_path_factory.mktemp("security-logs")
-    ingest_port, worker_port, alerts_port = free_port(), free_port(), free_port()
+    ports = ServicePorts.free()
     # its own database, topics and consumer group: the integration pipeline of the same run is still up
     with WebhookReceiver(SECRET) as receiver, namespace(tmp_path_factory.mktemp("security-worker")) as own:
-        env = {**stack_env, **own, "RESPMON_INGEST_PORT": str(ingest_port), "RESPMON_WORKER_WEB_PORT": str(worker_port),
-               "RESPMON_ALERTS_API_PORT": str(alerts_port), "RESPMON_WEBHOOK_URL": receiver.url,
+        env = {**stack_env, **own, **ports.env(), "RESPMON_WEBHOOK_URL": receiver.url,
                "RESPMON_WEBHOOK_SECRET": SECRET, "RESPMON_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
-               "RESPMON_PUBLIC_BASE_URL": f"http://127.0.0.1:{alerts_port}", "RESPMON_LOG_LEVEL": "INFO"}
-        with service(["worker"], env, f"http://127.0.0.1:{worker_port}/healthz", logs / "worker.log"), \
-             service(["ingest"], env, f"http://127.0.0.1:{ingest_port}/healthz", logs / "ingest.log"), \
-             service(["alerts-api"], env, f"http://127.0.0.1:{alerts_port}/healthz", logs / "alerts.log"):
-            yield SecuredPipeline(f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{worker_port}",
-                                  f"http://127.0.0.1:{alerts_port}", receiver, own["RESPMON_DATABASE_URL"], logs)
+               "RESPMON_LOG_LEVEL": "INFO"}
+        with running_services(env, ports, logs) as urls:
+            yield SecuredPipeline(*urls, receiver, own["RESPMON_DATABASE_URL"], logs)

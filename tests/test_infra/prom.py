@@ -5,7 +5,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,6 +12,8 @@ from functools import cache
 from pathlib import Path
 
 import httpx
+
+from respmon.launcher import stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 PROM_DIR = ROOT / "infra" / "prometheus"
@@ -69,27 +70,13 @@ def prometheus_server(config_text: str, port: int, workdir: Path, timeout_s: flo
             stdout=out, stderr=subprocess.STDOUT)
     server = PrometheusServer(f"http://127.0.0.1:{port}", proc, log)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{server.url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"prometheus not ready in {timeout_s}s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        try:
+            wait_http(f"{server.url}/-/ready", timeout_s, proc, status=200)
+        except (RuntimeError, TimeoutError) as error:
+            raise type(error)(f"prometheus: {error}:\n{log.read_text()[-3000:]}") from None
         yield server
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, timeout_s=15)
 
 
 # ---------- the metrics the services export ----------

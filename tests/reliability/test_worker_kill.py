@@ -21,14 +21,19 @@ from tests.reliability.stack import PrivateStack, wait_for
 from tests.scenarios import all_scenarios
 
 
-def publish_scenarios(bootstrap: str, topic: str) -> dict[str, list[object]]:
+COPIES = 3
+"""Each scenario is published for this many patients: the batching worker stores one copy (~310 records)
+in well under a second, too fast to be killed in the middle of it reliably."""
+
+
+def publish_scenarios(bootstrap: str, topic: str, copies: int = COPIES) -> dict[str, list[object]]:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                              max_request_size=8 * 1024 * 1024, compression_type="gzip")
     run = uuid.uuid4().hex[:6]
     by_patient: dict[str, list[object]] = {}
     try:
-        for scenario in all_scenarios():
-            patient = f"{scenario.patient_id}-{run}"
+        for copy, scenario in ((c, s) for c in range(copies) for s in all_scenarios()):
+            patient = f"{scenario.patient_id}-{run}-{copy}"
             records = [r.model_copy(update={"patient_id": patient}) for r in scenario.records]
             by_patient[patient] = records
             for _, record in sorted(enumerate(records), key=lambda ir: (event_time(ir[1]), _tiebreak(ir[1]), ir[0])):
@@ -54,7 +59,7 @@ def test_worker_sigkill_mid_batch_recovers_its_table_and_doubles_nothing(private
         def stored() -> int:
             return sum(_stored_records(db, p) for p in published)
 
-        wait_for(lambda: stored() >= total // 3, 90, "a third of the records stored")
+        wait_for(lambda: stored() >= total // 3, 90, "a third of the records stored", interval_s=0.05)
         at_kill = stored()
         services.kill("worker", signal.SIGKILL)
         after_kill = stored()

@@ -61,6 +61,7 @@ def step(
         upload_id = upload_id or record.upload_id
         received_at = received_at or record.received_at
         record = record.record
+    history.keep_days = rules.keep_days  # the rule set's retention (its file's history.keep_days)
     history.add(record)
     return tick(history, rules, event_time(record), upload_id=upload_id, received_at=received_at)
 

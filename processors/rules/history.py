@@ -270,7 +270,8 @@ class PatientHistory:
         return {
             "history_version": HISTORY_VERSION,
             "patient_id": self.patient_id,
-            "keep_days": self.keep_days,
+            "keep_days": max(self._keep.values()),  # what a worker from before per-kind retention reads
+            "keep_days_by_kind": self.keep_days,
             "rows": self._rows,
             "first_event": self.first_event_ts,
             "last_event": self.last_event_ts,
@@ -307,8 +308,9 @@ class PatientHistory:
         version = data.get("history_version")
         if version != HISTORY_VERSION:
             raise ValueError(f"unsupported PatientHistory version {version!r} (expected {HISTORY_VERSION})")
-        keep = data.get("keep_days", KEEP_DAYS)  # an int in values written before per-store retention
-        h = cls(data["patient_id"], keep if isinstance(keep, int) else {s: keep.get(s, KEEP_DAYS) for s in STORES})
+        by_kind = data.get("keep_days_by_kind")  # absent from values written before per-kind retention
+        keep = {s: by_kind.get(s, KEEP_DAYS) for s in STORES} if by_kind else int(data.get("keep_days", KEEP_DAYS))
+        h = cls(data["patient_id"], keep)
         rows = data.get("rows", {})
         for kind in STORES:
             h._rows[kind] = sorted(rows.get(kind, []), key=lambda r: r["t"])

@@ -207,3 +207,14 @@ def test_table_value_bytes_round_trip_and_values_written_before_still_load() -> 
     again = PatientHistory.from_json(json.dumps(legacy).encode())
     assert math.isnan(again.rows("oxi")[-1]["odi4"]) and again.count("oxi") == h.count("oxi")
     assert len(h.to_json()) < len(json.dumps(h.to_dict()))  # compact: no spaces
+
+
+def test_a_worker_from_before_per_kind_retention_can_still_read_the_value() -> None:
+    """A rollback must not crash the older worker on values the newer one wrote: it reads
+    `keep_days` as one int (and ignores `keep_days_by_kind`)."""
+    h = PatientHistory(P, keep_days=dict(RULES.keep_days))
+    h.add(niv_night(P, START))
+    value = json.loads(h.to_json())
+    assert value["keep_days"] == 400 and isinstance(value["keep_days"], int)
+    assert value["keep_days_by_kind"] == dict(RULES.keep_days)
+    assert PatientHistory.from_json(h.to_json()).keep_days == dict(RULES.keep_days)

@@ -38,6 +38,9 @@ class Settings(BaseSettings, frozen=True):
     storage_upkeep_s: float = 600.0  # partitions ahead and daily summary refresh
     tick_interval_s: float = 3600.0  # re-evaluation of time-based rules (missing uploads, overdue tests)
     worker_batch_max: int = Field(default=200, ge=1, le=5000)  # events per PostgreSQL transaction at most
+    # a worker that died (crash, OOM kill, stall exit) holds its partitions this long before another gets
+    # them: faust's default is 60 s, a minute with no alerts for that worker's patients
+    worker_session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
 
     # alert delivery and the team API
     routing_file: Path | None = None

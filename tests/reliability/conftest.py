@@ -70,9 +70,7 @@ def rel_env(private_stack: PrivateStack, tmp_path: Path) -> Iterator[dict[str, s
         "RESPMON_DELIVERY_BACKOFF_MAX_S": "2",
         "RESPMON_PUBLISH_TIMEOUT_S": "4",
         "RESPMON_LOG_LEVEL": "INFO",
-        # faust (env names of faust's own settings): a killed worker's group membership expires in 10 s
-        "BROKER_SESSION_TIMEOUT": "10",
-        "BROKER_HEARTBEAT_INTERVAL": "1",
+        "RESPMON_WORKER_SESSION_TIMEOUT_S": "10",  # a killed worker's group membership expires in 10 s
     }
     prepare(env)
     yield env

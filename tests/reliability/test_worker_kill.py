@@ -78,6 +78,9 @@ def test_worker_sigkill_mid_batch_recovers_its_table_and_doubles_nothing(private
            resent_after_2xx=verdict.resent_after_2xx,
            recovery_errors=worker_log.count("Error in recovery"))
     assert "Error in recovery" not in worker_log
+    # RESPMON_WORKER_SESSION_TIMEOUT_S=10: the restarted worker waits ~10 s for the dead one's membership
+    # to expire (11-12 s measured, storing included); faust's default 60 s would hold the patients a minute
+    assert recovered_s < 45, f"the killed worker's partitions were held {recovered_s:.0f} s"
     assert verdict.finding_mismatches == []
     assert verdict.duplicate_rows == 0 and verdict.doubled_alerts == 0 and verdict.alerts > 0
     assert verdict.webhook_keys == verdict.deliveries

@@ -1,0 +1,24 @@
+"""The worker hands its typed settings to faust (a setting faust never sees is worse than none)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_session_timeout_setting_reaches_faust() -> None:
+    """A dead worker's partitions move to another after RESPMON_WORKER_SESSION_TIMEOUT_S, not faust's 60 s."""
+    probe = ("from processors import app as w; c = w.app.conf; "
+             "print(c.broker_session_timeout, c.broker_heartbeat_interval)")
+    env = {**os.environ, "RESPMON_WORKER_SESSION_TIMEOUT_S": "15"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert [float(v) for v in out[-2:]] == [15.0, 3.0]
+
+
+def test_the_default_session_timeout_is_ten_seconds() -> None:
+    from processors import app as worker
+
+    assert worker.app.conf.broker_session_timeout == worker.settings.worker_session_timeout_s == 10.0

@@ -460,7 +460,9 @@ def load_rules(path: Path | str | None = None, overrides: Path | str | None = No
     rules = [builder.build(raw, origins[raw["id"]], label) for raw in raws]
     rule_set = RuleSet(version=version, rules=rules, definitions=definitions, files=tuple(files),
                        keep_days=keep_days)
-    _check_windows_kept(rule_set, keep_origin)
+    changed_by = {rid: next(iter(o.values())) for rid, o in origins.items() if o}
+    changed_by |= {name.removeprefix("definitions."): file for name, file in def_origin.items()}
+    _check_windows_kept(rule_set, keep_origin, changed_by, label)
     return rule_set
 
 
@@ -497,15 +499,20 @@ def _expressions(rule: Rule) -> Iterator[tuple[str, Compiled]]:
     yield from ((f"advice[{i}].when", c) for i, (c, _) in enumerate(rule.advice))
 
 
-def _check_windows_kept(rule_set: RuleSet, origin: Mapping[str, str]) -> None:
+def _check_windows_kept(rule_set: RuleSet, origin: Mapping[str, str], changed_by: Mapping[str, str],
+                        base_file: str) -> None:
     """Refuse a rule set whose windows read further back than its history keeps (a lengthened
-    `baseline_days` with the default retention, say): the rule would silently see fewer rows."""
-    places: list[tuple[str | None, str, Compiled, Mapping[str, Any]]] = [
-        (None, f"definitions.{name}", c, {}) for name, c in rule_set.definitions.items()]
-    places += [(r.id, fld, c, r.params) for r in rule_set.enabled() for fld, c in _expressions(r)]
-    for rule_id, fld, compiled, params in places:
+    `baseline_days` with the default retention, say): the rule would silently see fewer rows.
+    The error names the file that changed the rule (or definition) or the retention, else the base file."""
+    places: list[tuple[str | None, str, str, Compiled, Mapping[str, Any]]] = [
+        (None, f"definitions.{name}", name, c, {}) for name, c in rule_set.definitions.items()]
+    places += [(r.id, fld, r.id, c, r.params) for r in rule_set.enabled() for fld, c in _expressions(r)]
+    for rule_id, fld, name, compiled, params in places:
         for need in needs(compiled, params):
             keep = rule_set.keep_days[need.store]
             if need.days > keep:
-                raise RulesError(origin[need.store], f"{need.expression} reads {need.days:g} days of {need.store} "
+                file = changed_by.get(name) or origin[need.store]
+                if origin[need.store] != base_file:
+                    file = origin[need.store]
+                raise RulesError(file, f"{need.expression} reads {need.days:g} days of {need.store} "
                                  f"rows, but history.keep_days.{need.store} keeps {keep}: raise it", rule_id, fld)

@@ -50,3 +50,19 @@ def test_evaluate_with_invalid_rules_file_names_rule_and_field(tmp_path: Path) -
     result = respmon("evaluate", str(DATA / "synthetic" / "spirometry.csv"), "--rules", str(rules))
     assert result.returncode == 1
     assert "X-1" in result.stderr and "when" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_worker_with_a_bad_site_rules_file_exits_with_one_line(tmp_path: Path) -> None:
+    """Checked before anything connects or the supervisor restarts it: exit 2, the file, rule and field."""
+    import os
+
+    site = tmp_path / "site.yaml"
+    site.write_text("rules:\n  NE-RRDEV:\n    params: {baseline_days: 150}\n")
+    env = {**os.environ, "RESPMON_RULES_OVERRIDES": str(site), "RESPMON_KAFKA_BOOTSTRAP": "127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-m", "respmon", "worker"], capture_output=True, text=True,
+                            timeout=120, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith(f"respmon worker: {site}: rule NE-RRDEV: field 'let.dev'")
+    assert "history.keep_days.niv" in lines[0]

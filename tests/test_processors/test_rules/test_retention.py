@@ -38,6 +38,7 @@ def test_a_window_longer_than_its_kind_keeps_is_refused_at_load(tmp_path: Path) 
     with pytest.raises(RulesError) as err:
         load_rules(overrides=site)
     message = str(err.value)
+    assert err.value.file == str(site)  # the file whose change reaches past the retention
     assert err.value.rule_id == "NE-RRDEV" and err.value.field == "let.dev"
     assert "157 days of niv" in message and "history.keep_days.niv keeps 120" in message
 

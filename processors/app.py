@@ -68,6 +68,7 @@ findings_topic = app.topic(settings.findings_topic, key_serializer="raw", value_
 histories = app.Table("patient-history", default=None, partitions=settings.topic_partitions,
                       key_type=str, value_type=bytes)  # bytes: the raw codec
 
+telemetry.watch_histories(histories.values)  # respmon_worker_patient_history{ies,_bytes}: memory planning
 RULES = load_rules(settings.rules_file, settings.rules_overrides)
 _pool: AsyncConnectionPool | None = None
 _http: httpx.AsyncClient | None = None

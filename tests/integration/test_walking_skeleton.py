@@ -125,6 +125,20 @@ def test_services_expose_prometheus_counters(pipeline: Pipeline) -> None:
     assert "respmon_worker_events_processed_total{" in worker
 
 
+def test_worker_reports_the_patient_histories_it_holds(pipeline: Pipeline) -> None:
+    """The memory-planning gauges count a patient as soon as the worker has stored their first record."""
+    def held() -> tuple[float, float]:
+        lines = httpx.get(f"{pipeline.worker_url}/metrics").text.splitlines()
+        value = {line.split()[0]: float(line.split()[1]) for line in lines if line.startswith("respmon_worker_patient_")}
+        return value["respmon_worker_patient_histories"], value["respmon_worker_patient_history_bytes"]
+
+    before = held()
+    patient = f"P-{uuid.uuid4().hex[:8]}"
+    assert pipeline.upload(pipeline.device(f"spiro-{patient}", patient), session_json(patient, 80.0)).status_code == 202
+    after = wait_until(lambda: (h := held())[0] > before[0] and h, 30, "the new patient's history counted")
+    assert after[1] > before[1] + 100  # a history with one session row is a few hundred bytes
+
+
 def test_every_service_reports_ready_once_its_dependencies_answer(pipeline: Pipeline) -> None:
     """Readiness (for orchestrators and load balancers): PostgreSQL answers, the worker's tables recovered."""
     for url in (pipeline.ingest_url, pipeline.worker_url, pipeline.alerts_url):

@@ -1,4 +1,4 @@
-"""The worker hands its typed settings to faust (a setting faust never sees is worse than none)."""
+"""The worker hands its typed settings to faust, and reports what its memory grows with."""
 
 import os
 import subprocess
@@ -22,3 +22,16 @@ def test_the_default_session_timeout_is_ten_seconds() -> None:
     from processors import app as worker
 
     assert worker.app.conf.broker_session_timeout == worker.settings.worker_session_timeout_s == 10.0
+
+
+def test_history_gauges_count_held_values_and_their_bytes_when_scraped() -> None:
+    from prometheus_client import generate_latest
+
+    from processors import telemetry
+
+    table: dict[str, bytes | None] = {"A": b'{"a":1}', "B": None, "C": b"x" * 1000}
+    telemetry.watch_histories(table.values)
+    table["D"] = b"yy"  # a patient added after start-up shows at the next scrape
+    lines = generate_latest().decode().splitlines()
+    assert "respmon_worker_patient_histories 3.0" in lines
+    assert "respmon_worker_patient_history_bytes 1009.0" in lines

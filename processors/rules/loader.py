@@ -20,7 +20,7 @@ import yaml
 
 from processors.rules.expr import BOOL, ExprError, LIST, NUM, STR, Compiled, Scope, SeriesNode, compile_expr
 from processors.rules.history import KEEP_DAYS, STORES
-from processors.rules.lookback import Need, needs
+from processors.rules.lookback import needs
 
 __all__ = [
     "CATEGORIES",

@@ -219,3 +219,14 @@ def test_a_worker_from_before_per_kind_retention_can_still_read_the_value() -> N
     assert value["keep_days"] == 400 and isinstance(value["keep_days"], int)
     assert value["keep_days_by_kind"] == dict(RULES.keep_days)
     assert PatientHistory.from_json(h.to_json()).keep_days == dict(RULES.keep_days)
+
+
+@pytest.mark.parametrize("card", ["aircurve10_vauto", "airsense10_autoset"])
+def test_default_retention_gives_the_same_findings_on_real_resmed_cards(card: str) -> None:
+    """Real SD-card exports (100 and 244 nights of NIV): the same findings and evidence as 400 days."""
+    from processors.rules.evaluator import load_records
+
+    records = load_records([Path(__file__).resolve().parents[2] / "data" / "resmed" / card], patient_id="CARD")
+    everything = dataclasses.replace(RULES, keep_days={s: 400 for s in STORES})
+    short = replay(records, RULES)
+    assert short and findings_to_jsonl(short) == findings_to_jsonl(replay(records, everything))

@@ -593,14 +593,10 @@ def _prefill_changelog(env: Env, patients: int, nights: int) -> dict[str, Any]:
     has run for `nights` nights left it: keys JSON-encoded (the table's key codec) on the partition of
     the patient's raw key in the measurements topic (where the worker looks them up)."""
     from kafka import KafkaProducer
-    from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.partitioner.default import murmur2
 
-    partitions = 4
+    partitions = 4  # RESPMON_TOPIC_PARTITIONS' default; `respmon topics` (Env.prepare) created the changelog
     topic = f"bench-{env.name}-worker-patient-history-changelog"
-    admin = KafkaAdminClient(bootstrap_servers=env.stack.bootstrap)
-    admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})])
-    admin.close()
     producer = KafkaProducer(bootstrap_servers=env.stack.bootstrap, acks="all", enable_idempotence=True,
                              linger_ms=20, compression_type="lz4", max_request_size=8 * 1024 * 1024)
     t0, size = time.time(), 0

@@ -10,6 +10,7 @@ Flow of one event (keyed by patient id, so a patient's events arrive in order on
 import asyncio
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from processors.transport import install_transport
 from respmon import dbpool
 from respmon.logs import logging_config
 from respmon.settings import get_settings
+from respmon.supervise import CRASH_EXIT
 from schemas import Envelope, Finding, Tick
 
 log = logging.getLogger("respmon.worker")
@@ -105,10 +107,30 @@ async def process_measurements(stream: faust.StreamT) -> None:
     async for event in stream.events():
         pending.append(event)
         if len(pending) >= settings.worker_batch_max or not _more_waiting(stream):
-            await handle_batch(stream, pending)
+            try:
+                await handle_batch(stream, pending)
+            except Exception as error:  # noqa: BLE001 - database errors are retried inside; anything else:
+                # faust would restart the agent in place, and these fetched, unacknowledged events would wait
+                # for the stall watch; a new process re-reads them from the committed offsets instead
+                log.error("batch failed; restarting the worker", extra={
+                    "error": type(error).__name__, "events": len(pending),
+                    "upload_ids": sorted({e.upload_id for e in _envelopes(pending)})[:10]})
+                logging.shutdown()
+                os._exit(CRASH_EXIT)
             for done in pending:
                 await stream.ack(done)
             pending = []
+
+
+def _envelopes(events: list[faust.types.EventT]) -> list[Envelope]:
+    """The envelopes among `events` (for upload ids in a log line; what does not parse is skipped)."""
+    out = []
+    for event in events:
+        try:
+            out.append(Envelope.model_validate_json(event.value))
+        except (ValidationError, ValueError):
+            continue
+    return out
 
 
 def _more_waiting(stream: faust.StreamT) -> bool:

@@ -91,6 +91,11 @@ class Settings(BaseSettings, frozen=True):
     def deadletter_topic(self) -> str:
         return self.topic("deadletter")
 
+    @property
+    def history_changelog_topic(self) -> str:
+        """The worker's `patient-history` table changelog, named as faust names it (`<app id>-<table>-changelog`)."""
+        return f"{self.worker_app_id}-patient-history-changelog"
+
 
 @lru_cache
 def get_settings() -> Settings:

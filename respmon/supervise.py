@@ -1,9 +1,13 @@
-"""Runs the worker in a child process and starts it again when it exits because its stream stalled.
+"""Runs the worker in a child process and starts it again when it exits abnormally.
 
 After a worker restart, faust has been seen (about one run in three of the fault tests) to report
 itself ready with a partition assigned and never fetch it again; resuming the partition did not help,
-a fresh process did. The stall watch (`processors/lag.py`) exits with `STALL_EXIT`; this loop then
-starts a new worker. Any other exit is passed on. The child dies with its supervisor (SIGKILL included).
+a fresh process did. The stall watch (`processors/lag.py`) exits with `STALL_EXIT`, and the agent exits
+with `CRASH_EXIT` on an error it cannot retry (its fetched events would otherwise wait unacknowledged
+until the stall watch fired); a worker that fails at start-up (a broker down at that moment) exits
+with 1. This loop starts a new worker after any of these, with backoff. A clean exit, a stop we
+forwarded and a configuration error (exit 2: a bad rules file) are passed on. The child dies with its
+supervisor (SIGKILL included).
 """
 
 import ctypes
@@ -13,6 +17,8 @@ import subprocess
 import time
 
 STALL_EXIT = 75
+CRASH_EXIT = 70
+CONFIG_EXIT = 2
 log = logging.getLogger("respmon.supervise")
 
 
@@ -21,20 +27,27 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
-def supervise(argv: list[str], env: dict[str, str], max_restarts: int = 20) -> int:
+def supervise(argv: list[str], env: dict[str, str], max_restarts: int = 20, first_delay_s: float = 1.0) -> int:
     child: subprocess.Popen[bytes] | None = None
+    stopping = False
 
     def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    code = 0
     for restart in range(max_restarts + 1):
         child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
         code = child.wait()
-        if code != STALL_EXIT:
+        if stopping or code in (0, CONFIG_EXIT):
             return code
-        log.error("worker exited on a stalled stream; starting a new one", extra={"restart": restart + 1})
-        time.sleep(1)
-    return STALL_EXIT
+        why = {STALL_EXIT: "a stalled stream", CRASH_EXIT: "an error it could not retry"}.get(code, f"exit {code}")
+        delay = min(30.0, first_delay_s * 2.0 ** min(restart, 5))
+        log.error("worker exited; starting a new one", extra={"reason": why, "restart": restart + 1,
+                                                              "retry_in_s": delay})
+        time.sleep(delay)
+    return code

@@ -595,8 +595,10 @@ def _prefill_changelog(env: Env, patients: int, nights: int) -> dict[str, Any]:
     from kafka import KafkaProducer
     from kafka.partitioner.default import murmur2
 
-    partitions = 4  # RESPMON_TOPIC_PARTITIONS' default; `respmon topics` (Env.prepare) created the changelog
-    topic = f"bench-{env.name}-worker-patient-history-changelog"
+    from respmon.settings import Settings
+
+    settings = Settings(worker_app_id=env.vars()["RESPMON_WORKER_APP_ID"])
+    partitions, topic = settings.topic_partitions, settings.history_changelog_topic  # made by Env.prepare
     producer = KafkaProducer(bootstrap_servers=env.stack.bootstrap, acks="all", enable_idempotence=True,
                              linger_ms=20, compression_type="lz4", max_request_size=8 * 1024 * 1024)
     t0, size = time.time(), 0

@@ -287,17 +287,9 @@ async def ready_page(web: faust.web.Web, request: faust.web.Request) -> faust.we
     would wait either way (a load balancer or orchestrator should not count this worker yet)."""
     if app.in_recovery or not app.tables.recovery.completed.is_set():
         return web.json({"status": "recovering tables"}, status=503)
-    try:
-        await asyncio.wait_for(_ping_database(), timeout=3)
-    except Exception:  # noqa: BLE001 - any failure (timeout included) means not ready
+    if not await dbpool.answers_async(pool, timeout_s=3):
         return web.json({"status": "database unavailable"}, status=503)
     return web.json({"status": "ready"})
-
-
-async def _ping_database() -> None:
-    p = await pool()
-    async with p.connection() as conn:
-        await conn.execute("SELECT 1")
 
 
 lag.register(app, measurements)

@@ -79,22 +79,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """The faust worker, in a child process that is started again if its stream stalls."""
     import os
 
-    from processors.rules.loader import RulesError, load_rules
-
-    settings = get_settings()
-    try:  # a bad rules or site file is one clear line and exit 2, before anything connects or restarts
-        load_rules(settings.rules_file, settings.rules_overrides)
-    except RulesError as error:
-        print(f"respmon worker: {error}", file=sys.stderr)
-        return 2
     if os.environ.get("RESPMON_WORKER_CHILD") == "1":
         from processors.app import main
 
         main()
         return 0
+    from processors.rules.loader import RulesError, load_rules
     from respmon.logs import setup_logging
-    from respmon.supervise import supervise
+    from respmon.supervise import CONFIG_EXIT, supervise
 
+    settings = get_settings()
+    try:  # a bad rules or site file is one clear line, checked once here before any child connects
+        load_rules(settings.rules_file, settings.rules_overrides)
+    except RulesError as error:
+        print(f"respmon worker: {error}", file=sys.stderr)
+        return CONFIG_EXIT
     setup_logging(settings.log_level, settings.log_repeat_window_s)
     return supervise([sys.executable, "-m", "respmon", "worker"], {**os.environ, "RESPMON_WORKER_CHILD": "1"})
 

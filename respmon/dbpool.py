@@ -18,7 +18,9 @@ starts a fresh series at once (pool_async.py:352-360, `_maybe_grow_pool`), and s
 is then about max(RECONNECT_TIMEOUT_S / 2, CONNECTION_TIMEOUT_S) seconds, whatever the outage length.
 """
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -68,5 +70,19 @@ def answers(pool: ConnectionPool, timeout_s: float = 2.0) -> bool:
         with pool.connection(timeout=timeout_s) as conn:
             conn.execute("SELECT 1")
     except Exception:  # noqa: BLE001 - any failure means not ready
+        return False
+    return True
+
+
+async def answers_async(get_pool: Callable[[], Awaitable[AsyncConnectionPool]], timeout_s: float = 3.0) -> bool:
+    """`answers` for the worker's async pool, which it opens on first use: getting the pool counts
+    against the same `timeout_s`."""
+    async def ping() -> None:
+        async with (await get_pool()).connection() as conn:
+            await conn.execute("SELECT 1")
+
+    try:
+        await asyncio.wait_for(ping(), timeout=timeout_s)
+    except Exception:  # noqa: BLE001 - any failure (timeout included) means not ready
         return False
     return True

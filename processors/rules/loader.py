@@ -511,8 +511,7 @@ def _check_windows_kept(rule_set: RuleSet, origin: Mapping[str, str], changed_by
         for need in needs(compiled, params):
             keep = rule_set.keep_days[need.store]
             if need.days > keep:
-                file = changed_by.get(name) or origin[need.store]
-                if origin[need.store] != base_file:
-                    file = origin[need.store]
+                kept_by = origin[need.store]
+                file = kept_by if kept_by != base_file else changed_by.get(name, base_file)
                 raise RulesError(file, f"{need.expression} reads {need.days:g} days of {need.store} "
                                  f"rows, but history.keep_days.{need.store} keeps {keep}: raise it", rule_id, fld)

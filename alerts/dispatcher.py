@@ -1,15 +1,19 @@
 """Outbox dispatcher: sends pending deliveries, records every attempt, backs off exponentially on failure.
 
 Each delivery row is locked (`FOR UPDATE SKIP LOCKED`) while it is sent, so several dispatchers can
-run side by side without sending the same delivery twice; the receiver also gets an
-`Idempotency-Key` header to drop a resend after a crash between its 2xx and our commit.
+run side by side without sending the same delivery twice. A send whose recording then fails (the
+database went away between the receiver's answer and our commit) is remembered and recorded, not
+sent again, once the database is back; only a crash in that window re-sends, and the receiver drops
+that by its `Idempotency-Key`.
 """
 
 import asyncio
 import json
 import logging
 import smtplib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from psycopg import AsyncConnection
@@ -25,48 +29,107 @@ def backoff_s(attempts: int, settings: Settings) -> float:
     return min(settings.delivery_backoff_max_s, settings.delivery_backoff_base_s * 2 ** max(0, attempts - 1))
 
 
-async def dispatch_due(conn: AsyncConnection, client: httpx.AsyncClient, settings: Settings, limit: int = 20) -> int:
-    """Send up to `limit` due deliveries; returns how many were delivered."""
-    delivered = 0
-    for _ in range(limit):
-        async with conn.transaction():
-            row = await (
-                await conn.execute(
-                    "SELECT d.delivery_id, d.channel, d.target, d.idempotency_key, d.payload, d.attempts,"
-                    " a.upload_received_at FROM deliveries d JOIN alerts a USING (alert_id)"
-                    " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
-                    " ORDER BY d.next_attempt_at LIMIT 1 FOR UPDATE OF d SKIP LOCKED"
-                )
-            ).fetchone()
-            if row is None:
-                break
-            delivery_id, channel, target, key, payload, attempts, received_at = row
-            ok, code, error = await _send(client, channel, target, key, payload, settings)
-            attempts += 1
-            await conn.execute(
-                "INSERT INTO delivery_attempts (delivery_id, ok, status_code, error) VALUES (%s, %s, %s, %s)",
-                (delivery_id, ok, code, error),
-            )
-            if ok:
-                await conn.execute(
-                    "UPDATE deliveries SET status = 'delivered', attempts = %s, delivered_at = now(),"
-                    " last_error = NULL WHERE delivery_id = %s",
-                    (attempts, delivery_id),
-                )
-                delivered += 1
-                metrics.ALERTS_DELIVERED.labels(channel, payload.get("category"), payload.get("severity")).inc()
-                if received_at is not None:
-                    metrics.UPLOAD_TO_DELIVERY.observe((datetime.now(UTC) - received_at).total_seconds())
-            else:
-                await conn.execute(
-                    "UPDATE deliveries SET attempts = %s, last_error = %s,"
-                    " next_attempt_at = now() + make_interval(secs => %s) WHERE delivery_id = %s",
-                    (attempts, error, backoff_s(attempts, settings), delivery_id),
-                )
-                log.warning("delivery failed", extra={"delivery_id": str(delivery_id), "channel": channel,
-                                                      "attempts": attempts, "error": error})
-            metrics.DELIVERY_ATTEMPTS.labels(channel, "ok" if ok else "failed").inc()
-    return delivered
+@dataclass(frozen=True)
+class Outcome:
+    """What one send returned, with what recording and counting it need."""
+
+    ok: bool
+    code: int | None
+    error: str | None
+    channel: str
+    payload: dict[str, Any]
+    received_at: datetime | None
+    sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Dispatcher:
+    """Sends due deliveries; keeps the outcomes of sends it could not record until it can."""
+
+    settings: Settings
+    unrecorded: dict[Any, Outcome] = field(default_factory=dict)
+
+    async def dispatch_due(self, conn: AsyncConnection, client: httpx.AsyncClient, limit: int = 20) -> int:
+        """Record what earlier rounds sent but could not record, then send up to `limit` due
+        deliveries; returns how many were delivered."""
+        await self._record_unrecorded(conn)
+        delivered = 0
+        for _ in range(limit):
+            sent: tuple[Any, Outcome] | None = None
+            try:
+                async with conn.transaction():
+                    row = await (
+                        await conn.execute(
+                            "SELECT d.delivery_id, d.channel, d.target, d.idempotency_key, d.payload, d.attempts,"
+                            " a.upload_received_at FROM deliveries d JOIN alerts a USING (alert_id)"
+                            " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
+                            " ORDER BY d.next_attempt_at LIMIT 1 FOR UPDATE OF d SKIP LOCKED"
+                        )
+                    ).fetchone()
+                    if row is None:
+                        break
+                    delivery_id, channel, target, key, payload, attempts, received_at = row
+                    ok, code, error = await _send(client, channel, target, key, payload, self.settings)
+                    sent = delivery_id, Outcome(ok, code, error, channel, payload, received_at)
+                    await _record(conn, delivery_id, attempts + 1, sent[1], self.settings)
+            except BaseException:
+                if sent is not None:
+                    self.unrecorded[sent[0]] = sent[1]
+                raise
+            _count(sent[1])
+            delivered += sent[1].ok
+        return delivered
+
+    async def _record_unrecorded(self, conn: AsyncConnection) -> None:
+        for delivery_id, outcome in list(self.unrecorded.items()):
+            async with conn.transaction():
+                row = await (
+                    await conn.execute(
+                        "SELECT attempts FROM deliveries WHERE delivery_id = %s AND status = 'pending' FOR UPDATE",
+                        (delivery_id,),
+                    )
+                ).fetchone()
+                if row is not None:
+                    await _record(conn, delivery_id, row[0] + 1, outcome, self.settings)
+            del self.unrecorded[delivery_id]
+            if row is not None:
+                _count(outcome)
+            log.info("recorded a send made before the database was lost",
+                     extra={"delivery_id": str(delivery_id), "channel": outcome.channel, "ok": outcome.ok})
+
+
+async def _record(conn: AsyncConnection, delivery_id: Any, attempts: int, outcome: Outcome,
+                  settings: Settings) -> None:
+    """The attempt row and the delivery's new state, in the caller's transaction."""
+    await conn.execute(
+        "INSERT INTO delivery_attempts (delivery_id, at, ok, status_code, error) VALUES (%s, %s, %s, %s, %s)",
+        (delivery_id, outcome.sent_at, outcome.ok, outcome.code, outcome.error),
+    )
+    if outcome.ok:
+        await conn.execute(
+            "UPDATE deliveries SET status = 'delivered', attempts = %s, delivered_at = %s,"
+            " last_error = NULL WHERE delivery_id = %s",
+            (attempts, outcome.sent_at, delivery_id),
+        )
+        return
+    await conn.execute(
+        "UPDATE deliveries SET attempts = %s, last_error = %s,"
+        " next_attempt_at = %s + make_interval(secs => %s) WHERE delivery_id = %s",
+        (attempts, outcome.error, outcome.sent_at, backoff_s(attempts, settings), delivery_id),
+    )
+    log.warning("delivery failed", extra={"delivery_id": str(delivery_id), "channel": outcome.channel,
+                                          "attempts": attempts, "error": outcome.error})
+
+
+def _count(outcome: Outcome) -> None:
+    """Metrics for a recorded attempt (counted once it is committed)."""
+    metrics.DELIVERY_ATTEMPTS.labels(outcome.channel, "ok" if outcome.ok else "failed").inc()
+    if not outcome.ok:
+        return
+    metrics.ALERTS_DELIVERED.labels(outcome.channel, outcome.payload.get("category"),
+                                    outcome.payload.get("severity")).inc()
+    if outcome.received_at is not None:
+        metrics.UPLOAD_TO_DELIVERY.observe((outcome.sent_at - outcome.received_at).total_seconds())
 
 
 async def _send(client: httpx.AsyncClient, channel: str, target: str, key: str, payload: dict[str, object],

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
-from alerts.dispatcher import dispatch_due
+from alerts.dispatcher import Dispatcher
 from alerts.escalation import escalate_due
 from alerts.lifecycle import apply_finding
 from processors import lag
@@ -226,13 +226,16 @@ async def _deadletter(key: bytes | None, value: bytes, reason: str) -> None:
                                                      "payload": value.decode("utf-8", "replace")}).encode())
 
 
+dispatcher = Dispatcher(settings)
+
+
 @app.timer(interval=settings.dispatch_interval_s)
 async def dispatch_alerts() -> None:
     """Deliver what the outbox holds; failures back off per delivery, the timer keeps going."""
     try:
         p = await pool()
         async with p.connection() as conn:
-            await dispatch_due(conn, http_client(), settings)
+            await dispatcher.dispatch_due(conn, http_client())
     except Exception as error:  # noqa: BLE001
         telemetry.DB_ERRORS.labels("dispatch").inc()
         log.warning("dispatch round failed", extra={"error": type(error).__name__})

@@ -1,0 +1,126 @@
+"""The dispatcher on a real PostgreSQL: a send whose recording is lost to a database outage is
+recorded once the database is back, not sent again."""
+
+import asyncio
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from alerts.dispatcher import Dispatcher
+from alerts.receiver import WebhookReceiver
+from respmon.settings import Settings
+from tests.conftest import namespace
+
+
+class BackendKillingReceiver(WebhookReceiver):
+    """The reference receiver that, just before answering, terminates one PostgreSQL backend: the
+    database is lost between the receiver's answer and the dispatcher's commit."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.answers: Counter[int] = Counter()
+        self.kill_pid: int | None = None
+        self.db_url = ""
+        receiver, lock = self, threading.Lock()
+        base = self._server.RequestHandlerClass
+
+        class Killing(base):  # type: ignore[misc, valid-type]
+            def send_response(self, code: int, message: str | None = None) -> None:
+                with lock:
+                    receiver.answers[code] += 1
+                    pid, receiver.kill_pid = receiver.kill_pid, None
+                if pid is not None:
+                    with psycopg.connect(receiver.db_url, autocommit=True) as admin:
+                        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                super().send_response(code, message)
+
+        self._server.RequestHandlerClass = Killing
+
+
+@pytest.fixture
+def db_url(stack: None, tmp_path: Path) -> Iterator[str]:
+    """A database of this test's own: no running worker's dispatcher may take its deliveries."""
+    with namespace(tmp_path) as env:
+        yield env["RESPMON_DATABASE_URL"]
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url)
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def receiver(settings: Settings, db_url: str) -> Iterator[BackendKillingReceiver]:
+    with BackendKillingReceiver(secret=settings.webhook_secret.get_secret_value()) as receiver:
+        receiver.db_url = db_url
+        yield receiver
+
+
+def queue_webhook(db: psycopg.Connection, url: str) -> uuid.UUID:
+    patient = f"P-{uuid.uuid4().hex[:8]}"
+    (alert_id,) = db.execute(
+        "INSERT INTO alerts (patient_id, rule_id, rule_version, category, severity, evidence, action, citation,"
+        " finding_at) VALUES (%s, 'NIV-START-FVC', 't', 'start_niv', 'high', '{}', 'a', 'c', now())"
+        " RETURNING alert_id", (patient,)).fetchone()  # type: ignore[misc]
+    (delivery_id,) = db.execute(
+        "INSERT INTO deliveries (alert_id, channel, target, idempotency_key, payload)"
+        " VALUES (%s, 'webhook', %s, %s, %s) RETURNING delivery_id",
+        (alert_id, url, f"key-{patient}", Jsonb({"patient_id": patient, "idempotency_key": f"key-{patient}",
+                                                   "category": "start_niv", "severity": "high"}))).fetchone()  # type: ignore[misc]
+    return delivery_id  # type: ignore[no-any-return]
+
+
+async def two_rounds(dispatcher: Dispatcher, receiver: BackendKillingReceiver, db_url: str) -> bool:
+    """Round one loses its connection while the receiver answers; round two runs on a new one."""
+    async with httpx.AsyncClient() as client:
+        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+            receiver.kill_pid = conn.info.backend_pid
+            try:
+                await dispatcher.dispatch_due(conn, client)
+                lost = False
+            except psycopg.OperationalError:  # AdminShutdown: the connection was terminated
+                lost = True
+        async with await psycopg.AsyncConnection.connect(db_url) as conn:
+            await dispatcher.dispatch_due(conn, client)
+    return lost
+
+
+@pytest.mark.parametrize("answer", [200, 503])
+def test_send_lost_to_a_database_outage_is_recorded_not_resent(
+        answer: int, settings: Settings, receiver: BackendKillingReceiver, db: psycopg.Connection,
+        db_url: str) -> None:
+    receiver.fail_with = None if answer == 200 else answer
+    delivery_id = queue_webhook(db, receiver.url)
+    dispatcher = Dispatcher(settings)
+
+    lost = asyncio.run(two_rounds(dispatcher, receiver, db_url))
+
+    assert lost, "the first round's recording should have failed"
+    assert receiver.answers == {answer: 1}, "the delivery was sent again after the outage"
+    assert dispatcher.unrecorded == {}
+    status, attempts, last_error, next_at_after_attempt = db.execute(
+        "SELECT status, attempts, last_error, next_attempt_at - (SELECT max(at) FROM delivery_attempts x"
+        " WHERE x.delivery_id = d.delivery_id) FROM deliveries d WHERE delivery_id = %s",
+        (delivery_id,)).fetchone()  # type: ignore[misc]
+    rows = db.execute("SELECT ok, status_code FROM delivery_attempts WHERE delivery_id = %s",
+                      (delivery_id,)).fetchall()
+    assert rows == [(answer == 200, answer)]
+    assert attempts == 1
+    if answer == 200:
+        assert status == "delivered" and last_error is None
+    else:  # recorded as a failure that backs off from when it was sent, as any other failure
+        assert status == "pending" and last_error == "HTTP 503"
+        assert next_at_after_attempt.total_seconds() == pytest.approx(settings.delivery_backoff_base_s)

@@ -12,12 +12,15 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import faust
 import httpx
+import psycopg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
@@ -109,9 +112,10 @@ async def process_measurements(stream: faust.StreamT) -> None:
         if len(pending) >= settings.worker_batch_max or not _more_waiting(stream):
             try:
                 await handle_batch(stream, pending)
-            except Exception as error:  # noqa: BLE001 - database errors are retried inside; anything else:
-                # faust would restart the agent in place, and these fetched, unacknowledged events would wait
-                # for the stall watch; a new process re-reads them from the committed offsets instead
+            except Exception as error:  # noqa: BLE001 - database errors are retried inside and bad records
+                # dead-lettered; anything else (Kafka, a bug outside the rules): faust would restart the agent in
+                # place, and these fetched, unacknowledged events would wait for the stall watch; a new process
+                # re-reads them from the committed offsets instead
                 log.error("batch failed; restarting the worker", extra={
                     "error": type(error).__name__, "events": len(pending),
                     "upload_ids": sorted({e.upload_id for e in _envelopes(pending)})[:10]})
@@ -147,6 +151,8 @@ class Batch:
     findings: list[Finding] = field(default_factory=list)
     histories: dict[str, PatientHistory] = field(default_factory=dict)
     last_event: dict[str, faust.types.EventT] = field(default_factory=dict)
+    rejected: list[tuple[faust.types.EventT, str]] = field(default_factory=list)  # dead-lettered once stored
+    kinds: list[str] = field(default_factory=list)  # of the events evaluated, counted once stored
 
     def history(self, patient: str) -> PatientHistory:
         if patient not in self.histories:
@@ -155,16 +161,42 @@ class Batch:
         return self.histories[patient]
 
 
+class Unprocessable(Exception):
+    """A batch that no retry can store: the rules engine failed on one of its events, or PostgreSQL
+    refused one of its records. `reason` names the failure, never a value."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 async def handle_batch(stream: faust.StreamT, events: list[faust.types.EventT]) -> None:
-    """Evaluate the events in order, store everything in one transaction, then update the table."""
-    batch = Batch()
-    for event in events:
-        await _evaluate(batch, event)
-    await _write(batch)
+    """Evaluate the events in order, store everything in one transaction, then update the table.
+
+    A batch that cannot be stored as a whole is taken again one event at a time, and an event that
+    still cannot is dead-lettered: one bad record must not stop the monitoring of every patient on its
+    partition. Histories change only once a batch is stored, so each retry starts from a clean state.
+    """
+    try:
+        batch = _evaluate_all(events)
+        await _write(batch)
+    except Unprocessable as error:
+        if len(events) == 1:
+            await _deadletter_unprocessable(events[0], error.reason)
+            return
+        log.warning("batch refused; taking its events one at a time", extra={"events": len(events),
+                                                                          "reason": error.reason})
+        for event in events:
+            await handle_batch(stream, [event])
+        return
     for patient, history in batch.histories.items():
         # a table write goes to the changelog partition of the current event: the patient's own
         stream._set_current_event(batch.last_event[patient])
         histories[patient] = history.to_json()
+    for kind in batch.kinds:
+        telemetry.EVENTS_PROCESSED.labels(settings.measurements_topic, kind, "ok").inc()
+    for event, reason in batch.rejected:
+        await _deadletter(event.key, event.value, reason)
     now = datetime.now(UTC)
     for finding in batch.findings:
         telemetry.FINDINGS.labels(finding.category, finding.severity, finding.state).inc()
@@ -173,7 +205,17 @@ async def handle_batch(stream: faust.StreamT, events: list[faust.types.EventT]) 
             telemetry.UPLOAD_TO_FINDING.observe((now - finding.received_at).total_seconds())
 
 
-async def _evaluate(batch: Batch, event: faust.types.EventT) -> None:
+def _evaluate_all(events: list[faust.types.EventT]) -> Batch:
+    batch = Batch()
+    for event in events:
+        try:
+            _evaluate(batch, event)
+        except Exception as error:  # noqa: BLE001 - pure code: the same event fails the same way again
+            raise Unprocessable(f"rules evaluation failed: {type(error).__name__}") from error
+    return batch
+
+
+def _evaluate(batch: Batch, event: faust.types.EventT) -> None:
     """Run the rules for one event against its patient's history (kept in the batch until written)."""
     key, value = event.key, event.value
     if value.startswith(b'{"tick_at"') and key:
@@ -181,42 +223,72 @@ async def _evaluate(batch: Batch, event: faust.types.EventT) -> None:
         if histories.get(patient) or patient in batch.histories:
             batch.findings += tick(batch.history(patient), RULES, Tick.model_validate_json(value).tick_at)
             batch.last_event[patient] = event
-        telemetry.EVENTS_PROCESSED.labels(settings.measurements_topic, "tick", "ok").inc()
+        batch.kinds.append("tick")
         return
     try:
         env = Envelope.model_validate_json(value)
     except ValidationError as error:
-        await _deadletter(key, value, f"invalid envelope: {error.error_count()} error(s), first at "
-                                       f"{'.'.join(map(str, error.errors()[0]['loc']))}")
+        batch.rejected.append((event, f"invalid envelope: {error.error_count()} error(s), first at "
+                                      f"{'.'.join(map(str, error.errors()[0]['loc']))}"))
         return
     batch.findings += step(batch.history(env.patient_id), env, RULES)
     batch.envelopes.append(env)
     batch.last_event[env.patient_id] = event
-    telemetry.EVENTS_PROCESSED.labels(settings.measurements_topic, env.record.kind, "ok").inc()
+    batch.kinds.append(env.record.kind)
 
 
 async def _write(batch: Batch) -> None:
-    """One transaction per batch, retried with backoff until PostgreSQL takes it (never skipped)."""
+    """One transaction per batch: record upserts, findings, alerts and their outbox rows."""
     telemetry.BATCH_EVENTS.observe(len(batch.envelopes))
+    queued: list[Finding] = []
+
+    async def store_batch(conn: AsyncConnection) -> None:
+        queued.clear()
+        with telemetry.DB_WRITE_SECONDS.time():
+            await store.store_records(conn, batch.envelopes)
+            for finding in batch.findings:
+                await store.store_finding(conn, finding)
+                if await apply_finding(conn, finding, settings) is not None:
+                    queued.append(finding)
+
+    await _in_transaction(store_batch, sorted({str(e.upload_id) for e in batch.envelopes})[:10])
+    for finding in queued:
+        telemetry.ALERTS_QUEUED.labels(finding.category, finding.severity).inc()
+
+
+async def _in_transaction(work: Callable[[AsyncConnection], Awaitable[None]], upload_ids: list[str]) -> None:
+    """Run `work` in one transaction, retried with backoff until PostgreSQL takes it (never skipped).
+    A refusal of the data itself would be refused again on every retry: it raises Unprocessable."""
     delay = 0.5
     while True:
         try:
             p = await pool()
-            with telemetry.DB_WRITE_SECONDS.time():
-                async with p.connection() as conn, conn.transaction():
-                    await store.store_records(conn, batch.envelopes)
-                    for finding in batch.findings:
-                        await store.store_finding(conn, finding)
-                        if await apply_finding(conn, finding, settings) is not None:
-                            telemetry.ALERTS_QUEUED.labels(finding.category, finding.severity).inc()
+            async with p.connection() as conn, conn.transaction():
+                await work(conn)
             return
-        except Exception as error:  # noqa: BLE001 - any DB failure is retried, the events are not lost
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
+            telemetry.DB_ERRORS.labels("write").inc()
+            raise Unprocessable(f"PostgreSQL refused the records: {error.sqlstate} {type(error).__name__}") from error
+        except Exception as error:  # noqa: BLE001 - any other DB failure is retried, the events are not lost
             telemetry.DB_ERRORS.labels("write").inc()
             log.warning("database write failed, retrying", extra={
-                "upload_ids": sorted({e.upload_id for e in batch.envelopes})[:10],
-                "error": type(error).__name__, "retry_in_s": delay})
+                "upload_ids": upload_ids, "error": type(error).__name__, "retry_in_s": delay})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+async def _deadletter_unprocessable(event: faust.types.EventT, reason: str) -> None:
+    """Dead-letter one event nothing can store, and name its upload in the deadletters table (next to
+    ingest's rejections), so the team can find the archived upload and send it again once fixed."""
+    upload_ids = [str(e.upload_id) for e in _envelopes([event])]
+    log.error("event dead-lettered: it cannot be processed", extra={"reason": reason, "upload_ids": upload_ids})
+    if upload_ids:
+        async def record(conn: AsyncConnection) -> None:
+            await conn.execute("INSERT INTO deadletters (stage, upload_id, reason) VALUES ('worker', %s, %s)",
+                               (upload_ids[0], reason))
+
+        await _in_transaction(record, upload_ids)
+    await _deadletter(event.key, event.value, reason)
 
 
 async def _deadletter(key: bytes | None, value: bytes, reason: str) -> None:

@@ -49,6 +49,11 @@ def handle_upload(pool: ConnectionPool, publisher: Publisher, upload: Upload) ->
         log.info("duplicate upload", extra={"upload_id": upload_id, "device_id": upload.device.device_id})
         return UploadResult(200, upload_id, "duplicate", body={"upload_id": upload_id, "duplicate": True,
                                                                 "status": previous_status})
+    return process(pool, publisher, upload, upload_id)
+
+
+def process(pool: ConnectionPool, publisher: Publisher, upload: Upload, upload_id: str) -> UploadResult:
+    """Parse an archived upload, check whose it is, publish its records and record the outcome."""
     fmt = upload.fmt or "unknown"
     try:
         fmt = upload.fmt or detect_format(upload.filename or "upload", upload.body)
@@ -70,7 +75,8 @@ def handle_upload(pool: ConnectionPool, publisher: Publisher, upload: Upload) ->
     publisher.publish(envelopes)
     with pool.connection() as conn:
         conn.execute(
-            "UPDATE raw_uploads SET status = 'published', format = %s, record_count = %s WHERE upload_id = %s",
+            "UPDATE raw_uploads SET status = 'published', format = %s, record_count = %s, error = NULL"
+            " WHERE upload_id = %s",
             (fmt, len(records), upload_id),
         )
     log.info("upload published", extra={"upload_id": upload_id, "device_id": upload.device.device_id,

@@ -176,6 +176,37 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 1 if outcomes["rejected"] else 0
 
 
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    """One line per upload; exit 0 when every one was published, 1 when any was refused, 2 when an id
+    is not in the archive."""
+    from ingest.publisher import Publisher
+    from ingest.reprocess import NotArchived, reprocess
+    from respmon import dbpool
+    from respmon.logs import setup_logging
+
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_repeat_window_s)  # JSON lines on stderr, as ingest's own
+    worst = 0
+    with dbpool.new_sync_pool(settings.database_url, max_size=1, autocommit=True) as pool:
+        publisher = Publisher(settings)
+        try:
+            for upload_id in args.upload_ids:
+                try:
+                    result = reprocess(pool, publisher, upload_id, args.format)
+                except NotArchived as error:
+                    print(f"respmon reprocess: {error}", file=sys.stderr)
+                    worst = 2
+                    continue
+                if result.status == 202:
+                    print(f"upload {result.upload_id}: published {result.body['records']} record(s) as {result.fmt}")
+                else:
+                    print(f"upload {result.upload_id}: {result.outcome} ({result.status}): {result.body['reason']}")
+                    worst = max(worst, 1)
+        finally:
+            publisher.close()
+    return worst
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "migrate": (cmd_migrate, "apply pending database migrations (safe to run twice)"),
     "topics": (cmd_topics, "create the Kafka topics (safe to run twice)"),
@@ -223,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--token", required=True, help="the device's bearer token")
     backfill.add_argument("--quiet", action="store_true", help="no progress bar")
     backfill.set_defaults(func=cmd_backfill)
+
+    again = sub.add_parser("reprocess", help="send archived uploads through ingest again (dead letters, once fixed)")
+    again.add_argument("upload_ids", nargs="+", metavar="UPLOAD_ID", help="ids from the deadletters table")
+    again.add_argument("--format", help="read them as this format (default: as before, else detect)")
+    again.set_defaults(func=cmd_reprocess)
     return parser
 
 

@@ -10,14 +10,14 @@ from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import Counter
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from alerts.lifecycle import DISCLAIMER
 from alerts.team import Member, authenticate
 from respmon import dbpool
+from respmon.probes import add_probes
 from respmon.settings import Settings, get_settings
 
 TEAM_ACTIONS = Counter("respmon_alert_team_actions_total", "Acknowledgements and resolutions by the team", ["action"])
@@ -124,19 +124,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def resolve(alert_id: int, body: Note, who: Member = Depends(member)) -> dict[str, Any]:
         return await run_in_threadpool(change, alert_id, who, body.note, "resolved", ("open", "acknowledged"))
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        """503 while PostgreSQL does not answer: every team API call would fail anyway."""
-        if not dbpool.answers(pool):
-            return JSONResponse({"status": "database unavailable"}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    @app.get("/metrics")
-    def prometheus_metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    add_probes(app, pool)
     return app

@@ -7,8 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse
 
 from ingest import metrics
 from ingest.devices import Device, authenticate
@@ -16,6 +15,7 @@ from ingest.parsers import FORMATS
 from ingest.publisher import Publisher
 from ingest.uploads import Upload, UploadResult, handle_upload
 from respmon import dbpool
+from respmon.probes import add_probes
 from respmon.settings import Settings, get_settings
 
 log = logging.getLogger("respmon.ingest")
@@ -107,20 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.PARSE_FAILURES.labels(result.fmt).inc()
         return JSONResponse(result.body, status_code=result.status)
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        if not dbpool.answers(pool):
-            return JSONResponse({"status": "database unavailable"}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    @app.get("/metrics")
-    def prometheus_metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+    add_probes(app, pool)
     return app
 
 

@@ -3,7 +3,7 @@ monthly partition, partitions are kept ahead, natural-key upserts work on the pa
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import psycopg
 import pytest

@@ -37,8 +37,8 @@ def flat(n: int, value: float = 95.0) -> list[float | None]:
 
 def with_dips(n: int, starts: list[int], length: int, depth: float, base: float = 95.0) -> list[float | None]:
     s = flat(n, base)
-    for st in starts:
-        for j in range(st, st + length):
+    for first in starts:
+        for j in range(first, first + length):
             s[j] = base - depth
     return s
 

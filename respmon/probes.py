@@ -1,0 +1,27 @@
+"""The three operations routes every HTTP service has: liveness, readiness and Prometheus metrics."""
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import ConnectionPool
+
+from respmon import dbpool
+
+
+def add_probes(app: FastAPI, pool: ConnectionPool) -> None:
+    """`/healthz` (the process answers), `/readyz` (503 while PostgreSQL does not answer: every call
+    would fail anyway) and `/metrics`."""
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        if not dbpool.answers(pool):
+            return JSONResponse({"status": "database unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)

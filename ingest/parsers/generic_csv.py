@@ -11,8 +11,17 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from ingest.parsers.columns import (
+    cell_bounds,
+    clean_readings,
+    fixed_grid_slots,
+    iso_wall_seconds,
+    small_integers,
+    spread_array,
+)
 from ingest.parsers.common import (
     MAX_SAMPLES,
     Context,
@@ -28,6 +37,7 @@ from ingest.parsers.common import (
     spread,
     validation_reason,
 )
+from ingest.parsers.errors import ParseError
 from schemas import NivNight, OximetryNight, SpirometrySession
 
 SPIRO_REQUIRED = ("patient_id", "taken_at")
@@ -51,9 +61,9 @@ def header_of(text: str) -> list[str]:
     return [c.strip().lower() for c in first.split(",")]
 
 
-def _table(data: bytes, ctx: Context) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def _table(text: str, ctx: Context) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header (lower-cased) and non-blank rows with 1-based line numbers."""
-    reader = csv.reader(io.StringIO(decode_text(data, ctx)))
+    reader = csv.reader(io.StringIO(text))
     rows = []
     try:
         for cells in reader:
@@ -110,7 +120,7 @@ def _rows_to_records(
     model: type[BaseModel],
     source: str,
 ) -> list[Any]:
-    header, rows = _table(data, ctx)
+    header, rows = _table(decode_text(data, ctx), ctx)
     _check_header(header, required, allowed, ctx)
     records = []
     for line, cells in rows:
@@ -168,9 +178,21 @@ def parse_niv_csv(data: bytes, ctx: Context) -> list[NivNight]:
 
 
 def parse_oximetry_csv(data: bytes, ctx: Context) -> list[OximetryNight]:
-    """`timestamp,spo2,pulse` at any fixed rate; gaps of whole intervals become None samples."""
+    """`timestamp,spo2,pulse` at any fixed rate; gaps of whole intervals become None samples.
+
+    The plain layout (ISO 8601 times all with the same offset, whole-number cells or empty ones) goes
+    through a whole-file vectorised reader; anything else, errors included, is read row by row, which
+    stays the reference."""
     patient_id = ctx.require_patient("oximetry_csv")
-    header, rows = _table(data, ctx)
+    text = decode_text(data, ctx)
+    values = _read_oximetry_plain(text, ctx) or _read_oximetry_rows(text, ctx)
+    values |= {"patient_id": patient_id, "source": "oximetry_csv"}
+    return [build(OximetryNight, values, ctx, None)]
+
+
+def _read_oximetry_rows(text: str, ctx: Context) -> dict[str, Any]:
+    """Row by row, any CSV: the start, interval and gridded samples, or a ParseError naming the line."""
+    header, rows = _table(text, ctx)
     _check_header(header, OXI_COLUMNS, set(OXI_COLUMNS), ctx)
     if len(rows) > MAX_SAMPLES:
         raise ctx.error(f"recording longer than {MAX_SAMPLES} samples")
@@ -185,12 +207,40 @@ def parse_oximetry_csv(data: bytes, ctx: Context) -> list[OximetryNight]:
     interval = infer_interval(seconds, ctx, lines)
     slots = grid_slots(seconds, interval, ctx, lines)
     require_valid_spo2(spo2, ctx)
-    values = {
-        "patient_id": patient_id,
+    return {
         "start": times[0],
         "interval_s": interval,
         "spo2": spread(spo2, slots, slots[-1] + 1),
         "pulse": spread(pulse, slots, slots[-1] + 1),
-        "source": "oximetry_csv",
     }
-    return [build(OximetryNight, values, ctx, None)]
+
+
+def _read_oximetry_plain(text: str, ctx: Context) -> dict[str, Any] | None:
+    """The plain layout read as one byte array with numpy (row by row: ~130 ms of CPU per 8 h night at
+    1 Hz). Returns None, leaving the file to `_read_oximetry_rows`, for anything else and any error."""
+    header, _, body = text.partition("\n")
+    body = body[:-1] if body.endswith("\n") else body
+    if header != ",".join(OXI_COLUMNS) or not body or not body.isascii() or '"' in body or "\r" in body:
+        return None
+    buf = np.frombuffer(body.encode("ascii"), dtype=np.uint8)
+    cells = cell_bounds(buf, columns=3)
+    if cells is None or len(cells[0]) > MAX_SAMPLES:
+        return None
+    starts, widths = cells
+    seconds = iso_wall_seconds(buf, starts[:, 0], widths[:, 0])
+    spo2, pulse = (small_integers(buf, starts[:, k], widths[:, k], empty=True) for k in (1, 2))
+    if seconds is None or spo2 is None or pulse is None:
+        return None
+    try:
+        first = body[: int(widths[0, 0])]
+        start = _datetime(first, ctx, 2, "timestamp")
+        interval = infer_interval(seconds[:64].tolist(), ctx, range(2, 66))
+    except ParseError:
+        return None
+    slots = fixed_grid_slots(seconds, interval)
+    clean_readings(spo2, pulse)
+    if slots is None or np.isnan(spo2).all():
+        return None
+    size = int(slots[-1]) + 1
+    return {"start": start, "interval_s": interval, "spo2": spread_array(spo2, slots, size),
+            "pulse": spread_array(pulse, slots, size)}

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ingest.parsers.columns import cell_bounds, clean_readings, fixed_grid_slots, small_integers, spread_array
 from ingest.parsers.common import (
     MAX_SAMPLES,
     Context,
@@ -178,12 +179,12 @@ def _read_standard(text: str, ctx: Context) -> dict[str, Any] | None:
     if header != STANDARD_HEADER or not body or not body.isascii() or '"' in body or "\r" in body:
         return None
     buf = np.frombuffer(body.encode("ascii"), dtype=np.uint8)
-    cells = _cell_bounds(buf, columns=6)
+    cells = cell_bounds(buf, columns=6)
     if cells is None or len(cells[0]) > MAX_SAMPLES:
         return None
     starts, widths = cells
     clock = _standard_seconds(buf, starts[:, 0], widths[:, 0])
-    spo2, pulse, motion = (_numbers(buf, starts[:, k], widths[:, k]) for k in (1, 2, 3))
+    spo2, pulse, motion = (small_integers(buf, starts[:, k], widths[:, k], dashes=True) for k in (1, 2, 3))
     if clock is None or spo2 is None or pulse is None or motion is None:
         return None
     start, seconds = clock
@@ -191,37 +192,18 @@ def _read_standard(text: str, ctx: Context) -> dict[str, Any] | None:
         interval = infer_interval(seconds[:64].tolist(), ctx, range(2, 66))
     except ParseError:
         return None
-    slots = _grid_slots(seconds, interval)
-    spo2[~((spo2 > 0) & (spo2 <= 100))] = np.nan  # as clean_spo2
-    pulse[~((pulse > 0) & (pulse <= 250))] = np.nan  # as clean_pulse
+    slots = fixed_grid_slots(seconds, interval)
+    clean_readings(spo2, pulse)
     if slots is None or np.isnan(spo2).all():
         return None
     size = int(slots[-1]) + 1
     return {
         "start": start.replace(tzinfo=ctx.tz),
         "interval_s": interval,
-        "spo2": _spread(spo2, slots, size),
-        "pulse": _spread(pulse, slots, size),
+        "spo2": spread_array(spo2, slots, size),
+        "pulse": spread_array(pulse, slots, size),
         "motion": None if np.isnan(motion).any() or size != len(slots) else motion.astype(int).tolist(),
     }
-
-
-def _cell_bounds(buf: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(start, width) of every cell, shape (rows, columns); None unless every line has `columns` cells."""
-    newlines = np.flatnonzero(buf == 10)
-    commas = np.flatnonzero(buf == 44)
-    rows = newlines.size + 1
-    if commas.size != (columns - 1) * rows:
-        return None
-    line_start = np.concatenate(([0], newlines + 1))
-    line_end = np.append(newlines, buf.size)
-    inner = commas.reshape(rows, columns - 1)
-    # each line's own commas lie inside it; with the total right, every line has exactly columns - 1
-    if (inner[:, 0] < line_start).any() or (inner[:, -1] >= line_end).any():
-        return None
-    starts = np.column_stack((line_start, inner + 1))
-    ends = np.column_stack((inner, line_end))
-    return starts, ends - starts
 
 
 def _standard_seconds(buf: np.ndarray, starts: np.ndarray, widths: np.ndarray) -> tuple[datetime, np.ndarray] | None:
@@ -248,43 +230,6 @@ def _standard_seconds(buf: np.ndarray, starts: np.ndarray, widths: np.ndarray) -
     absolute = np.asarray(ordinals, dtype=np.int64)[which.ravel()] * 86400 + hour * 3600 + minute * 60 + second
     first = datetime.fromordinal(int(absolute[0] // 86400)) + timedelta(seconds=int(absolute[0] % 86400))
     return first, (absolute - absolute[0]).astype(float)
-
-
-def _numbers(buf: np.ndarray, starts: np.ndarray, widths: np.ndarray) -> np.ndarray | None:
-    """Cells of 1-3 ASCII digits, or `--` (no reading: NaN), as floats; None if any other cell."""
-    if ((widths < 1) | (widths > 3)).any():
-        return None
-    place = np.arange(3)
-    chars = buf[np.minimum(starts[:, None] + place, buf.size - 1)].astype(np.int64)
-    used = place < widths[:, None]
-    dash = (widths == 2) & (chars[:, 0] == 45) & (chars[:, 1] == 45)
-    digits = chars - 48
-    if not (((digits >= 0) & (digits <= 9)) | ~used | dash[:, None]).all():
-        return None
-    power = np.where(used, 10 ** np.clip(widths[:, None] - 1 - place, 0, None), 0)
-    values = (np.where(dash[:, None], 0, digits) * power).sum(axis=1).astype(float)
-    values[dash] = np.nan
-    return values
-
-
-def _grid_slots(seconds: np.ndarray, interval: float, tolerance: float = 0.2) -> np.ndarray | None:
-    """`common.grid_slots` on arrays; None where it would raise (the row parser then names the line)."""
-    steps = np.diff(seconds)
-    whole = np.rint(steps / interval)
-    if (steps <= 0).any() or (whole < 1).any() or (np.abs(steps - whole * interval) > tolerance * interval).any():
-        return None
-    slots = np.concatenate(([0], np.cumsum(whole, dtype=np.int64)))
-    return slots if slots[-1] < MAX_SAMPLES else None
-
-
-def _spread(values: np.ndarray, slots: np.ndarray, size: int) -> list[float | None]:
-    """`common.spread` on arrays: values on their grid slots, None elsewhere and for no reading."""
-    grid = np.full(size, np.nan)
-    grid[slots] = values
-    out: list[float | None] = grid.tolist()
-    for gap in np.flatnonzero(np.isnan(grid)).tolist():  # usually few: cheaper than testing every sample
-        out[gap] = None
-    return out
 
 
 def _rejoin_time(cells: list[str], width: int) -> list[str]:

@@ -1,0 +1,114 @@
+"""Whole-file readers' building blocks: a plain CSV body as one byte array, its cells found and read
+with numpy instead of row by row (an 8 h night at 1 Hz is 28,800 rows).
+
+Each helper returns None where the row-by-row reader would raise or read differently, so a fast
+reader can step aside and leave errors, with their line numbers, to the row reader.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+
+from ingest.parsers.common import MAX_SAMPLES
+
+
+def cell_bounds(buf: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(start, width) of every cell, shape (rows, columns); None unless every line has `columns` cells."""
+    newlines = np.flatnonzero(buf == 10)
+    commas = np.flatnonzero(buf == 44)
+    rows = newlines.size + 1
+    if commas.size != (columns - 1) * rows:
+        return None
+    line_start = np.concatenate(([0], newlines + 1))
+    line_end = np.append(newlines, buf.size)
+    inner = commas.reshape(rows, columns - 1)
+    # each line's own commas lie inside it; with the total right, every line has exactly columns - 1
+    if (inner[:, 0] < line_start).any() or (inner[:, -1] >= line_end).any():
+        return None
+    starts = np.column_stack((line_start, inner + 1))
+    ends = np.column_stack((inner, line_end))
+    return starts, ends - starts
+
+
+def small_integers(buf: np.ndarray, starts: np.ndarray, widths: np.ndarray, *, dashes: bool = False,
+                   empty: bool = False) -> np.ndarray | None:
+    """Cells of 1-3 ASCII digits as floats. `--` (with `dashes`) or an empty cell (with `empty`) is
+    no reading: NaN. None if any other cell."""
+    if ((widths < (0 if empty else 1)) | (widths > 3)).any():
+        return None
+    place = np.arange(3)
+    chars = buf[np.minimum(starts[:, None] + place, buf.size - 1)].astype(np.int64)
+    used = place < widths[:, None]
+    missing = (widths == 0) if empty else np.zeros(widths.shape, dtype=bool)
+    if dashes:
+        missing |= (widths == 2) & (chars[:, 0] == 45) & (chars[:, 1] == 45)
+    digits = chars - 48
+    if not (((digits >= 0) & (digits <= 9)) | ~used | missing[:, None]).all():
+        return None
+    power = np.where(used, 10 ** np.clip(widths[:, None] - 1 - place, 0, None), 0)
+    values = (np.where(missing[:, None], 0, digits) * power).sum(axis=1).astype(float)
+    values[missing] = np.nan
+    return values
+
+
+_ISO_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)  # of `YYYY-MM-DDTHH:MM:SS`
+_ISO_SEPARATORS = {4: "-", 7: "-", 13: ":", 16: ":"}
+
+
+def iso_wall_seconds(buf: np.ndarray, starts: np.ndarray, widths: np.ndarray) -> np.ndarray | None:
+    """Seconds since the first cell, for `YYYY-MM-DDTHH:MM:SS` (or a space for the T) cells that all end
+    alike (the same offset, `Z`, or none): wall-clock differences, as Python's own subtraction of
+    those datetimes gives. None if any cell is otherwise, or not a real date and time."""
+    width = int(widths[0])
+    if width < 19 or (widths != width).any():
+        return None
+    chars = buf[starts[:, None] + np.arange(width)]
+    if (chars[:, 19:] != chars[0, 19:]).any():
+        return None
+    digits = chars[:, _ISO_DIGITS].astype(np.int64) - 48
+    if ((digits < 0) | (digits > 9)).any():
+        return None
+    if any((chars[:, i] != ord(c)).any() for i, c in _ISO_SEPARATORS.items()):
+        return None
+    if ((chars[:, 10] != ord("T")) & (chars[:, 10] != ord(" "))).any():
+        return None
+    hour, minute, second = (digits[:, i] * 10 + digits[:, i + 1] for i in (8, 10, 12))
+    if (hour > 23).any() or (minute > 59).any() or (second > 59).any():
+        return None
+    days, which = np.unique(np.ascontiguousarray(chars[:, :10]).view("S10").ravel(), return_inverse=True)
+    ordinals = []
+    for day in days.tolist():
+        try:  # checks the calendar, once per day
+            ordinals.append(date.fromisoformat(day.decode()).toordinal())
+        except ValueError:
+            return None
+    absolute = np.asarray(ordinals, dtype=np.int64)[which.ravel()] * 86400 + hour * 3600 + minute * 60 + second
+    return (absolute - absolute[0]).astype(float)
+
+
+def fixed_grid_slots(seconds: np.ndarray, interval: float, tolerance: float = 0.2) -> np.ndarray | None:
+    """`common.grid_slots` on arrays; None where it would raise (the row parser then names the line)."""
+    steps = np.diff(seconds)
+    whole = np.rint(steps / interval)
+    if (steps <= 0).any() or (whole < 1).any() or (np.abs(steps - whole * interval) > tolerance * interval).any():
+        return None
+    slots = np.concatenate(([0], np.cumsum(whole, dtype=np.int64)))
+    return slots if slots[-1] < MAX_SAMPLES else None
+
+
+def spread_array(values: np.ndarray, slots: np.ndarray, size: int) -> list[float | None]:
+    """`common.spread` on arrays: values on their grid slots, None elsewhere and for no reading."""
+    grid = np.full(size, np.nan)
+    grid[slots] = values
+    out: list[float | None] = grid.tolist()
+    for gap in np.flatnonzero(np.isnan(grid)).tolist():  # usually few: cheaper than testing every sample
+        out[gap] = None
+    return out
+
+
+def clean_readings(spo2: np.ndarray, pulse: np.ndarray) -> None:
+    """`common.clean_spo2` and `clean_pulse` in place: no-reading codes and impossible values are NaN."""
+    spo2[~((spo2 > 0) & (spo2 <= 100))] = np.nan
+    pulse[~((pulse > 0) & (pulse <= 250))] = np.nan

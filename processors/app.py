@@ -280,20 +280,22 @@ async def _in_transaction(work: Callable[[AsyncConnection], Awaitable[None]], up
 async def _deadletter_unprocessable(event: faust.types.EventT, reason: str) -> None:
     """Dead-letter one event nothing can store, and name its upload in the deadletters table (next to
     ingest's rejections), so the team can find the archived upload and send it again once fixed."""
-    upload_ids = [str(e.upload_id) for e in _envelopes([event])]
-    log.error("event dead-lettered: it cannot be processed", extra={"reason": reason, "upload_ids": upload_ids})
+    envelopes = _envelopes([event])
+    upload_ids = [str(e.upload_id) for e in envelopes]
     if upload_ids:
         async def record(conn: AsyncConnection) -> None:
             await conn.execute("INSERT INTO deadletters (stage, upload_id, reason) VALUES ('worker', %s, %s)",
                                (upload_ids[0], reason))
 
         await _in_transaction(record, upload_ids)
-    await _deadletter(event.key, event.value, reason)
+    kind = envelopes[0].record.kind if envelopes else "tick" if event.value.startswith(b'{"tick_at"') else "unknown"
+    await _deadletter(event.key, event.value, reason, kind, upload_ids)
 
 
-async def _deadletter(key: bytes | None, value: bytes, reason: str) -> None:
-    telemetry.EVENTS_PROCESSED.labels(settings.measurements_topic, "unknown", "deadletter").inc()
-    log.warning("event dead-lettered", extra={"reason": reason})
+async def _deadletter(key: bytes | None, value: bytes, reason: str, kind: str = "unknown",
+                      upload_ids: list[str] | None = None) -> None:
+    telemetry.EVENTS_PROCESSED.labels(settings.measurements_topic, kind, "deadletter").inc()
+    log.warning("event dead-lettered", extra={"reason": reason, "kind": kind, "upload_ids": upload_ids or []})
     await deadletter.send(key=key, value=json.dumps({"stage": "worker", "reason": reason,
                                                      "payload": value.decode("utf-8", "replace")}).encode())
 

@@ -23,6 +23,15 @@ def worker_started_at(pipeline: Pipeline) -> float:
     raise AssertionError("the worker exports no process_start_time_seconds")
 
 
+def dead_lettered(pipeline: Pipeline, kind: str) -> float:
+    """respmon_worker_events_processed_total{kind=..., outcome="deadletter"} as the worker exports it."""
+    for family in text_string_to_metric_families(httpx.get(f"{pipeline.worker_url}/metrics").text):
+        if family.name == "respmon_worker_events_processed":
+            return sum(s.value for s in family.samples if s.name.endswith("_total")
+                       and s.labels.get("kind") == kind and s.labels.get("outcome") == "deadletter")
+    return 0.0
+
+
 def worker_deadletters(upload_id: str) -> list[dict[str, object]]:
     settings = get_settings()
     consumer = KafkaConsumer(settings.deadletter_topic, bootstrap_servers=settings.kafka_bootstrap,
@@ -44,6 +53,7 @@ def test_a_record_postgres_refuses_is_dead_lettered_and_the_batch_stored(pipelin
     db.execute(f"ALTER TABLE niv_nights ADD CONSTRAINT poison_test CHECK (patient_id <> '{poison.patient_id}')")
     try:
         started = worker_started_at(pipeline)
+        counted = dead_lettered(pipeline, "niv_night")
         producer = KafkaProducer(bootstrap_servers=get_settings().kafka_bootstrap, acks="all", linger_ms=50)
         for env in envelopes:
             producer.send(get_settings().measurements_topic, key=env.patient_id.encode(),
@@ -64,6 +74,7 @@ def test_a_record_postgres_refuses_is_dead_lettered_and_the_batch_stored(pipelin
         letters = worker_deadletters(str(poison.upload_id))
         assert [d["reason"] for d in letters] == ["PostgreSQL refused the records: 23514 CheckViolation"]
         assert json.loads(str(letters[0]["payload"]))["upload_id"] == str(poison.upload_id)
+        assert dead_lettered(pipeline, "niv_night") == counted + 1  # what the ops alert counts, by kind
     finally:
         db.execute("ALTER TABLE niv_nights DROP CONSTRAINT IF EXISTS poison_test")
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
 from psycopg import AsyncConnection
 
 from alerts import email, metrics
@@ -72,6 +73,11 @@ class Dispatcher:
                     ok, code, error = await _send(client, channel, target, key, payload, self.settings)
                     sent = delivery_id, Outcome(ok, code, error, channel, payload, received_at)
                     await _record(conn, delivery_id, attempts + 1, sent[1], self.settings)
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
+                if sent is None:
+                    raise
+                await self._set_aside(conn, sent[0], error)  # the others must still go out
+                continue
             except BaseException:
                 if sent is not None:
                     self.unrecorded[sent[0]] = sent[1]
@@ -79,6 +85,17 @@ class Dispatcher:
             _count(sent[1])
             delivered += sent[1].ok
         return delivered
+
+    async def _set_aside(self, conn: AsyncConnection, delivery_id: Any, error: Exception) -> None:
+        """PostgreSQL refused to record a send (not a lost connection: it would refuse it again). The
+        delivery stays pending but moves back in line by the longest backoff, so it cannot hold up
+        every other alert; it is sent again then."""
+        log.error("could not record a send; sending it again later", extra={
+            "delivery_id": str(delivery_id), "error": type(error).__name__,
+            "retry_in_s": self.settings.delivery_backoff_max_s})
+        async with conn.transaction():
+            await conn.execute("UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => %s)"
+                               " WHERE delivery_id = %s", (self.settings.delivery_backoff_max_s, delivery_id))
 
     async def _record_unrecorded(self, conn: AsyncConnection) -> None:
         for delivery_id, outcome in list(self.unrecorded.items()):

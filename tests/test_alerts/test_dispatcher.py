@@ -1,5 +1,6 @@
 """The dispatcher on a real PostgreSQL: a send whose recording is lost to a database outage is
-recorded once the database is back, not sent again."""
+recorded once the database is back, not sent again; a send whose recording PostgreSQL refuses does
+not hold up the other alerts."""
 
 import asyncio
 import threading
@@ -53,7 +54,7 @@ def db_url(stack: None, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def settings(db_url: str) -> Settings:
-    return Settings(database_url=db_url)
+    return Settings(database_url=db_url, delivery_backoff_base_s=0.5, delivery_backoff_max_s=120)  # not the env's
 
 
 @pytest.fixture
@@ -124,3 +125,23 @@ def test_send_lost_to_a_database_outage_is_recorded_not_resent(
     else:  # recorded as a failure that backs off from when it was sent, as any other failure
         assert status == "pending" and last_error == "HTTP 503"
         assert next_at_after_attempt.total_seconds() == pytest.approx(settings.delivery_backoff_base_s)
+
+
+def test_a_send_postgres_refuses_to_record_does_not_hold_up_the_others(
+        settings: Settings, receiver: BackendKillingReceiver, db: psycopg.Connection, db_url: str) -> None:
+    refused = queue_webhook(db, receiver.url)
+    other = queue_webhook(db, receiver.url)  # due after `refused`: before, it never went out
+    db.execute("UPDATE deliveries SET next_attempt_at = next_attempt_at + interval '1 ms' WHERE delivery_id = %s",
+               (other,))
+    db.execute(f"ALTER TABLE delivery_attempts ADD CONSTRAINT refuse_one CHECK (delivery_id <> '{refused}')")
+
+    async def one_round() -> int:
+        async with httpx.AsyncClient() as client, await psycopg.AsyncConnection.connect(db_url) as conn:
+            return await Dispatcher(settings).dispatch_due(conn, client)
+
+    assert asyncio.run(one_round()) == 1
+    assert receiver.answers == {200: 2}  # both sent; the refused one could not be recorded
+    states = {row[0]: row[1:] for row in db.execute(
+        "SELECT delivery_id, status, attempts, next_attempt_at - now() > make_interval(secs => %s)"
+        " FROM deliveries", (settings.delivery_backoff_max_s - 5,)).fetchall()}
+    assert states == {other: ("delivered", 1, False), refused: ("pending", 0, True)}  # set aside for a while

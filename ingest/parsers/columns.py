@@ -8,10 +8,44 @@ reader can step aside and leave errors, with their line numbers, to the row read
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import numpy as np
 
-from ingest.parsers.common import MAX_SAMPLES
+from ingest.parsers.common import MAX_SAMPLES, Context, infer_interval
+from ingest.parsers.errors import ParseError
+
+
+def plain_cells(text: str, header: str, columns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The body under exactly `header` as bytes, with (start, width) of its cells (see `cell_bounds`);
+    None for another header, quotes, CR, non-ASCII text, a row of another width or too many rows."""
+    head, _, body = text.partition("\n")
+    body = body[:-1] if body.endswith("\n") else body
+    if head != header or not body or not body.isascii() or '"' in body or "\r" in body:
+        return None
+    buf = np.frombuffer(body.encode("ascii"), dtype=np.uint8)
+    cells = cell_bounds(buf, columns)
+    if cells is None or len(cells[0]) > MAX_SAMPLES:
+        return None
+    return buf, *cells
+
+
+def gridded(seconds: np.ndarray, spo2: np.ndarray, pulse: np.ndarray, ctx: Context
+            ) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """The readings on their fixed-rate grid, as the row readers build them: the slots, and the
+    `interval_s`, `spo2` and `pulse` values of the record (readings cleaned in place). None where a
+    row reader would raise (irregular steps, no valid SpO2)."""
+    try:
+        interval = infer_interval(seconds[:64].tolist(), ctx, range(2, 66))
+    except ParseError:
+        return None
+    slots = fixed_grid_slots(seconds, interval)
+    clean_readings(spo2, pulse)
+    if slots is None or np.isnan(spo2).all():
+        return None
+    size = int(slots[-1]) + 1
+    return slots, {"interval_s": interval, "spo2": spread_array(spo2, slots, size),
+                   "pulse": spread_array(pulse, slots, size)}
 
 
 def cell_bounds(buf: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray] | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.parsers.columns import cell_bounds, clean_readings, fixed_grid_slots, small_integers, spread_array
+from ingest.parsers.columns import gridded, plain_cells, small_integers
 from ingest.parsers.common import (
     MAX_SAMPLES,
     Context,
@@ -31,7 +31,6 @@ from ingest.parsers.common import (
     require_valid_spo2,
     spread,
 )
-from ingest.parsers.errors import ParseError
 from schemas import OximetryNight
 
 SPO2_COLUMNS = ("Oxygen Level", "SpO2(%)", "SpO2")
@@ -174,35 +173,24 @@ def _read_standard(text: str, ctx: Context) -> dict[str, Any] | None:
     """The O2Ring dialect (`HH:MM:SS Mon DD YYYY`, cells of 1-3 digits or `--`) read as one byte array
     with numpy: row by row this was ~55 ms of CPU per 8 h night, most of ingest's time. Returns None,
     leaving the file to `_read_rows`, for any other dialect, any unusual row and any error."""
-    header, _, body = text.partition("\n")
-    body = body[:-1] if body.endswith("\n") else body
-    if header != STANDARD_HEADER or not body or not body.isascii() or '"' in body or "\r" in body:
+    cells = plain_cells(text, STANDARD_HEADER, columns=6)
+    if cells is None:
         return None
-    buf = np.frombuffer(body.encode("ascii"), dtype=np.uint8)
-    cells = cell_bounds(buf, columns=6)
-    if cells is None or len(cells[0]) > MAX_SAMPLES:
-        return None
-    starts, widths = cells
+    buf, starts, widths = cells
     clock = _standard_seconds(buf, starts[:, 0], widths[:, 0])
     spo2, pulse, motion = (small_integers(buf, starts[:, k], widths[:, k], dashes=True) for k in (1, 2, 3))
     if clock is None or spo2 is None or pulse is None or motion is None:
         return None
     start, seconds = clock
-    try:
-        interval = infer_interval(seconds[:64].tolist(), ctx, range(2, 66))
-    except ParseError:
+    grid = gridded(seconds, spo2, pulse, ctx)
+    if grid is None:
         return None
-    slots = fixed_grid_slots(seconds, interval)
-    clean_readings(spo2, pulse)
-    if slots is None or np.isnan(spo2).all():
-        return None
-    size = int(slots[-1]) + 1
+    slots, values = grid
+    no_gap = len(values["spo2"]) == len(slots)
     return {
         "start": start.replace(tzinfo=ctx.tz),
-        "interval_s": interval,
-        "spo2": spread_array(spo2, slots, size),
-        "pulse": spread_array(pulse, slots, size),
-        "motion": None if np.isnan(motion).any() or size != len(slots) else motion.astype(int).tolist(),
+        **values,
+        "motion": motion.astype(int).tolist() if no_gap and not np.isnan(motion).any() else None,
     }
 
 

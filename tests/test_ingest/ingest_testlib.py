@@ -36,3 +36,23 @@ def check_golden(name: str, payload: Any) -> None:
 
 def dump(records: list[Any]) -> list[dict[str, Any]]:
     return [r.model_dump(mode="json") for r in records]
+
+
+ROW_BREAKS = ("blank", "extra", "short", "backwards", "crlf")
+"""Ways to break one row of a CSV that whole-file readers must leave to the row parser."""
+
+
+def break_row(rows: list[str], at: int, kind: str) -> None:
+    """Break `rows` in place at row `at` in one of the `ROW_BREAKS` ways."""
+    if kind == "blank":
+        rows.insert(at, "")
+    elif kind == "extra":
+        rows[at] += ",1"
+    elif kind == "short":
+        rows[at] = rows[at].rsplit(",", 1)[0]
+    elif kind == "backwards":
+        rows.append(rows[0])
+    elif kind == "crlf":
+        rows[at] += "\r"
+    else:
+        raise ValueError(f"unknown row break {kind!r}")

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ingest_testlib import SYN
+from ingest_testlib import ROW_BREAKS, SYN, break_row
 
 from ingest.parsers import ParseError, parse_bytes
 from schemas import NivNight, OximetryNight, SpirometrySession
@@ -134,7 +134,7 @@ def plain_oximetry_files(draw: st.DrawFn) -> tuple[str, str]:
         moment += timedelta(seconds=interval * draw(st.sampled_from([1, 1, 1, 2, 5])))
     if draw(st.booleans()):  # one row the fast reader must leave to the row parser
         at = draw(st.integers(0, len(rows) - 1))
-        kind = draw(st.sampled_from(["cell", "time", "offset", "blank", "extra", "short", "backwards", "crlf"]))
+        kind = draw(st.sampled_from(["cell", "time", "offset", *ROW_BREAKS]))
         time_cell, rest = rows[at].split(",", 1)
         if kind == "time":
             rows[at] = f"{draw(st.sampled_from(ODD_TIME))}{suffix},{rest}"
@@ -142,16 +142,8 @@ def plain_oximetry_files(draw: st.DrawFn) -> tuple[str, str]:
             rows[at] = f"{time_cell[:19]}{draw(st.sampled_from(['+02:00', 'Z', '', '+0100']))},{rest}"
         elif kind == "cell":
             rows[at] = f"{time_cell},{draw(ODD_OXI_CELL)},{rest.split(',')[1]}"
-        elif kind == "blank":
-            rows.insert(at, "")
-        elif kind == "extra":
-            rows[at] += ",1"
-        elif kind == "short":
-            rows[at] = rows[at].rsplit(",", 1)[0]
-        elif kind == "backwards":
-            rows.append(rows[0])
         else:
-            rows[at] += "\r"
+            break_row(rows, at, kind)
     return zone, "\n".join(["timestamp,spo2,pulse", *rows]) + draw(st.sampled_from(["\n", ""]))
 
 

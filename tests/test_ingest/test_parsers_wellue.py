@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ingest_testlib import SYN
+from ingest_testlib import ROW_BREAKS, SYN, break_row
 
 from ingest.parsers import ParseError, detect_format, parse_bytes
 from schemas import OximetryNight
@@ -179,21 +179,13 @@ def o2ring_files(draw: st.DrawFn) -> str:
         moment += timedelta(seconds=interval * draw(st.sampled_from([1, 1, 1, 2, 5])))
     if draw(st.booleans()):  # one row the fast reader must leave to the row parser
         at = draw(st.integers(0, len(rows) - 1))
-        kind = draw(st.sampled_from(["cell", "date", "blank", "extra", "short", "backwards", "crlf"]))
+        kind = draw(st.sampled_from(["cell", "date", *ROW_BREAKS]))
         if kind == "date":  # the date part is read once per day by the fast reader: break it on one row
             rows[at] = rows[at][:9] + draw(st.sampled_from(ODD_DATE)) + rows[at][20:]
         elif kind == "cell":
             rows[at] = rows[at].replace(",", f",{draw(ODD_CELL)},", 1).replace(",,", ",", 1)
-        elif kind == "blank":
-            rows.insert(at, "")
-        elif kind == "extra":
-            rows[at] += ",1"
-        elif kind == "short":
-            rows[at] = rows[at].rsplit(",", 1)[0]
-        elif kind == "backwards":
-            rows.append(rows[0])
         else:
-            rows[at] += "\r"
+            break_row(rows, at, kind)
     return "\n".join([HEADER, *rows]) + draw(st.sampled_from(["\n", ""]))
 
 

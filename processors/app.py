@@ -215,10 +215,15 @@ def _evaluate_all(events: list[faust.types.EventT]) -> Batch:
     return batch
 
 
+def _is_tick(event: faust.types.EventT) -> bool:
+    """A timer's re-evaluation request for one patient (keyed by patient id), not a measurement."""
+    return bool(event.key) and event.value.startswith(b'{"tick_at"')
+
+
 def _evaluate(batch: Batch, event: faust.types.EventT) -> None:
     """Run the rules for one event against its patient's history (kept in the batch until written)."""
     key, value = event.key, event.value
-    if value.startswith(b'{"tick_at"') and key:
+    if _is_tick(event):
         patient = key.decode()
         if histories.get(patient) or patient in batch.histories:
             batch.findings += tick(batch.history(patient), RULES, Tick.model_validate_json(value).tick_at)
@@ -288,7 +293,7 @@ async def _deadletter_unprocessable(event: faust.types.EventT, reason: str) -> N
                                (upload_ids[0], reason))
 
         await _in_transaction(record, upload_ids)
-    kind = envelopes[0].record.kind if envelopes else "tick" if event.value.startswith(b'{"tick_at"') else "unknown"
+    kind = envelopes[0].record.kind if envelopes else "tick" if _is_tick(event) else "unknown"
     await _deadletter(event.key, event.value, reason, kind, upload_ids)
 
 

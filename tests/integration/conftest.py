@@ -1,5 +1,6 @@
 """The running pipeline: ingest and worker processes on free ports, and a webhook receiver."""
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -7,14 +8,19 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from aiosmtpd.controller import Controller
+from kafka import KafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from alerts.receiver import WebhookReceiver
 from respmon.launcher import service
+from respmon.settings import Settings
 from tests.conftest import free_port
 
 SECRET = "test-webhook-secret"
@@ -102,6 +108,21 @@ class Pipeline(PipelineClient):
     mailbox: Mailbox
     db_url: str
     log_dir: Path
+
+    def worker_samples(self, family: str) -> list[Sample]:
+        """The samples of one metric family on the worker's /metrics page now."""
+        page = httpx.get(f"{self.worker_url}/metrics").text
+        return [s for f in text_string_to_metric_families(page) if f.name == family for s in f.samples]
+
+
+def dead_letters(settings: Settings) -> list[dict[str, Any]]:
+    """Every record on the dead-letter topic so far, decoded (ingest's and the worker's)."""
+    consumer = KafkaConsumer(settings.deadletter_topic, bootstrap_servers=settings.kafka_bootstrap,
+                             auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=5000)
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
 
 
 @pytest.fixture(scope="package")

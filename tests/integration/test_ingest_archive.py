@@ -1,14 +1,13 @@
 """Hardened ingest on the real stack: every upload archived, duplicates processed once, bad ones dead-lettered."""
 
-import json
 import uuid
 from pathlib import Path
 
 import psycopg
-from kafka import KafkaConsumer
 
 from ingest.backfill import backfill
-from tests.integration.conftest import Pipeline
+from respmon.settings import get_settings
+from tests.integration.conftest import Pipeline, dead_letters
 from tests.integration.test_walking_skeleton import session_json, wait_until
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -41,18 +40,14 @@ def test_good_and_bad_uploads_are_both_archived(pipeline: Pipeline, db: psycopg.
     assert bytes(body) == bad  # the bad upload is kept byte for byte
 
 
-def test_bad_upload_leaves_a_deadletter_linking_the_archive(pipeline: Pipeline, db: psycopg.Connection,
-                                                            stack_env: dict[str, str]) -> None:
+def test_bad_upload_leaves_a_deadletter_linking_the_archive(pipeline: Pipeline, db: psycopg.Connection) -> None:
     _, token = new_patient(pipeline)
     response = pipeline.upload(token, b'{"patient_id": 12}', filename="session.json")
     assert response.status_code == 422
     upload_id = response.json()["upload_id"]
     row = db.execute("SELECT stage, reason FROM deadletters WHERE upload_id = %s", (upload_id,)).fetchone()
     assert row is not None and row[0] == "ingest" and row[1] == response.json()["reason"]
-    consumer = KafkaConsumer(f"{stack_env['RESPMON_TOPIC_PREFIX']}.deadletter", bootstrap_servers="127.0.0.1:19092",
-                             auto_offset_reset="earliest", consumer_timeout_ms=5000)
-    messages = [json.loads(m.value) for m in consumer]
-    consumer.close()
+    messages = dead_letters(get_settings())
     assert any(m["upload_id"] == upload_id and m["reason"] for m in messages)
 
 

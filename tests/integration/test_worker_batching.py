@@ -3,10 +3,8 @@
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
-import httpx
 import psycopg
 from kafka import KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from respmon.settings import get_settings
 from schemas import Envelope, NivNight
@@ -18,15 +16,9 @@ BURST = 300
 
 def batch_histogram(pipeline: Pipeline) -> tuple[float, float]:
     """(transactions, records) counted so far by `respmon_worker_batch_records`."""
-    count = total = 0.0
-    for family in text_string_to_metric_families(httpx.get(f"{pipeline.worker_url}/metrics").text):
-        if family.name == "respmon_worker_batch_records":
-            for sample in family.samples:
-                if sample.name.endswith("_count"):
-                    count += sample.value
-                elif sample.name.endswith("_sum"):
-                    total += sample.value
-    return count, total
+    samples = pipeline.worker_samples("respmon_worker_batch_records")
+    return (sum(s.value for s in samples if s.name.endswith("_count")),
+            sum(s.value for s in samples if s.name.endswith("_sum")))
 
 
 def niv_envelopes(prefix: str) -> list[Envelope]:

@@ -5,43 +5,31 @@ on its partition were no longer monitored)."""
 import json
 import uuid
 
-import httpx
 import psycopg
-from kafka import KafkaConsumer, KafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
+from kafka import KafkaProducer
 
 from respmon.settings import get_settings
-from tests.integration.conftest import Pipeline
+from tests.integration.conftest import Pipeline, dead_letters
 from tests.integration.test_walking_skeleton import session_json, wait_until
 from tests.integration.test_worker_batching import niv_envelopes
 
 
 def worker_started_at(pipeline: Pipeline) -> float:
-    for family in text_string_to_metric_families(httpx.get(f"{pipeline.worker_url}/metrics").text):
-        if family.name == "process_start_time_seconds":
-            return float(family.samples[0].value)
-    raise AssertionError("the worker exports no process_start_time_seconds")
+    samples = pipeline.worker_samples("process_start_time_seconds")
+    assert samples, "the worker exports no process_start_time_seconds"
+    return float(samples[0].value)
 
 
 def dead_lettered(pipeline: Pipeline, kind: str) -> float:
     """respmon_worker_events_processed_total{kind=..., outcome="deadletter"} as the worker exports it."""
-    for family in text_string_to_metric_families(httpx.get(f"{pipeline.worker_url}/metrics").text):
-        if family.name == "respmon_worker_events_processed":
-            return sum(s.value for s in family.samples if s.name.endswith("_total")
-                       and s.labels.get("kind") == kind and s.labels.get("outcome") == "deadletter")
-    return 0.0
+    return sum(s.value for s in pipeline.worker_samples("respmon_worker_events_processed")
+               if s.name.endswith("_total") and s.labels.get("kind") == kind
+               and s.labels.get("outcome") == "deadletter")
 
 
 def worker_deadletters(upload_id: str) -> list[dict[str, object]]:
-    settings = get_settings()
-    consumer = KafkaConsumer(settings.deadletter_topic, bootstrap_servers=settings.kafka_bootstrap,
-                             auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000,
-                             group_id=f"poison-test-{uuid.uuid4().hex[:8]}")
-    try:
-        letters = [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()
-    return [d for d in letters if d.get("stage") == "worker" and upload_id in str(d.get("payload"))]
+    return [d for d in dead_letters(get_settings())
+            if d.get("stage") == "worker" and upload_id in str(d.get("payload"))]
 
 
 def test_a_record_postgres_refuses_is_dead_lettered_and_the_batch_stored(pipeline: Pipeline,

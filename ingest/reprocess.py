@@ -5,6 +5,7 @@ The raw bytes were kept (`raw_uploads`), so nothing the device sent is needed ag
 its id; the worker's writes are keyed on natural keys, so what was already stored is not doubled.
 """
 
+import dataclasses
 import logging
 import uuid
 
@@ -29,7 +30,7 @@ def reprocess(pool: ConnectionPool, publisher: Publisher, upload_id: str, fmt: s
     """
     upload_id, upload = _archived(pool, upload_id)
     if fmt is not None or upload.fmt not in FORMATS:
-        upload = Upload(upload.device, upload.body, upload.content_type, upload.filename, fmt, upload.idempotency_key)
+        upload = dataclasses.replace(upload, fmt=fmt)
     result = process(pool, publisher, upload, upload_id)
     log.info("upload reprocessed", extra={"upload_id": result.upload_id, "device_id": upload.device.device_id,
                                           "outcome": result.outcome, "format": result.fmt})

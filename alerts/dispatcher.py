@@ -1,7 +1,8 @@
 """Outbox dispatcher: sends pending deliveries, records every attempt, backs off exponentially on failure.
 
-Each delivery row is locked (`FOR UPDATE SKIP LOCKED`) while it is sent, so several dispatchers can
-run side by side without sending the same delivery twice. A send whose recording then fails (the
+Each due delivery is claimed in a short transaction (`FOR UPDATE SKIP LOCKED`, then a lease on
+`next_attempt_at`) and sent outside it, so several dispatchers can run side by side without sending the
+same delivery twice, and no row lock or open transaction waits on a slow receiver. A send whose recording then fails (the
 database went away between the receiver's answer and our commit) is remembered and recorded, not
 sent again, once the database is back; only a crash in that window re-sends, and the receiver drops
 that by its `Idempotency-Key`.
@@ -56,35 +57,44 @@ class Dispatcher:
         await self._record_unrecorded(conn)
         delivered = 0
         for _ in range(limit):
-            sent: tuple[Any, Outcome] | None = None
+            claimed = await self._claim(conn)
+            if claimed is None:
+                break
+            delivery_id, channel, target, key, payload, attempts, received_at = claimed
+            # sent outside any transaction: no row lock or open transaction waits on the network
+            ok, code, error = await _send(client, channel, target, key, payload, self.settings)
+            outcome = Outcome(ok, code, error, channel, payload, received_at)
             try:
                 async with conn.transaction():
-                    row = await (
-                        await conn.execute(
-                            "SELECT d.delivery_id, d.channel, d.target, d.idempotency_key, d.payload, d.attempts,"
-                            " a.upload_received_at FROM deliveries d JOIN alerts a USING (alert_id)"
-                            " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
-                            " ORDER BY d.next_attempt_at LIMIT 1 FOR UPDATE OF d SKIP LOCKED"
-                        )
-                    ).fetchone()
-                    if row is None:
-                        break
-                    delivery_id, channel, target, key, payload, attempts, received_at = row
-                    ok, code, error = await _send(client, channel, target, key, payload, self.settings)
-                    sent = delivery_id, Outcome(ok, code, error, channel, payload, received_at)
-                    await _record(conn, delivery_id, attempts + 1, sent[1], self.settings)
-            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as error:
-                if sent is None:
-                    raise
-                await self._set_aside(conn, sent[0], error)  # the others must still go out
+                    await _record(conn, delivery_id, attempts + 1, outcome, self.settings)
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as refused:
+                await self._set_aside(conn, delivery_id, refused)  # the others must still go out
                 continue
             except BaseException:
-                if sent is not None:
-                    self.unrecorded[sent[0]] = sent[1]
+                self.unrecorded[delivery_id] = outcome
                 raise
-            _count(sent[1])
-            delivered += sent[1].ok
+            _count(outcome)
+            delivered += outcome.ok
         return delivered
+
+    async def _claim(self, conn: AsyncConnection) -> tuple[Any, ...] | None:
+        """Take the next due delivery for this send: its `next_attempt_at` moves past the send's
+        longest duration (a lease), so another dispatcher skips it, and the lock is released at once.
+        A dispatcher that dies mid-send leaves the lease to expire and the delivery is sent again."""
+        lease_s = self.settings.delivery_timeout_s * 2 + 30
+        async with conn.transaction():
+            row = await (
+                await conn.execute(
+                    "SELECT d.delivery_id, d.channel, d.target, d.idempotency_key, d.payload, d.attempts,"
+                    " a.upload_received_at FROM deliveries d JOIN alerts a USING (alert_id)"
+                    " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
+                    " ORDER BY d.next_attempt_at LIMIT 1 FOR UPDATE OF d SKIP LOCKED"
+                )
+            ).fetchone()
+            if row is not None:
+                await conn.execute("UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => %s)"
+                                   " WHERE delivery_id = %s", (lease_s, row[0]))
+        return tuple(row) if row is not None else None
 
     async def _set_aside(self, conn: AsyncConnection, delivery_id: Any, error: Exception) -> None:
         """PostgreSQL refused to record a send (not a lost connection: it would refuse it again). The

@@ -145,3 +145,37 @@ def test_a_send_postgres_refuses_to_record_does_not_hold_up_the_others(
         "SELECT delivery_id, status, attempts, next_attempt_at - now() > make_interval(secs => %s)"
         " FROM deliveries", (settings.delivery_backoff_max_s - 5,)).fetchall()}
     assert states == {other: ("delivered", 1, False), refused: ("pending", 0, True)}  # set aside for a while
+
+
+def test_no_row_lock_or_transaction_is_held_while_the_receiver_answers(
+        settings: Settings, receiver: BackendKillingReceiver, db: psycopg.Connection, db_url: str) -> None:
+    """A slow receiver must not hold the outbox row (escalation, the team's acknowledge and other
+    dispatchers touch it) nor keep a transaction open on the database while it thinks."""
+    delivery_id = queue_webhook(db, receiver.url)
+    seen: dict[str, object] = {}
+    base = receiver._server.RequestHandlerClass
+
+    class Probing(base):  # type: ignore[misc, valid-type]
+        def send_response(self, code: int, message: str | None = None) -> None:
+            with psycopg.connect(db_url, autocommit=True) as probe:
+                try:
+                    probe.execute("SELECT 1 FROM deliveries WHERE delivery_id = %s FOR UPDATE NOWAIT",
+                                  (delivery_id,))
+                    seen["row_free"] = True
+                except psycopg.errors.LockNotAvailable:
+                    seen["row_free"] = False
+                seen["open_transactions"] = probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state LIKE 'idle in transaction%%'").fetchone()[0]  # type: ignore[index]
+            super().send_response(code, message)
+
+    receiver._server.RequestHandlerClass = Probing
+
+    async def one_round() -> int:
+        async with httpx.AsyncClient() as client, await psycopg.AsyncConnection.connect(db_url) as conn:
+            return await Dispatcher(settings).dispatch_due(conn, client)
+
+    assert asyncio.run(one_round()) == 1
+    assert seen == {"row_free": True, "open_transactions": 0}
+    assert db.execute("SELECT status, attempts FROM deliveries WHERE delivery_id = %s",
+                      (delivery_id,)).fetchone() == ("delivered", 1)

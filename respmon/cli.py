@@ -170,10 +170,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     settings = get_settings()
     url = args.url or f"http://{settings.ingest_host}:{settings.ingest_port}"
     outcomes, problems = backfill(folder, url, args.token, progress=not args.quiet)
-    print(f"accepted {outcomes['accepted']}, duplicate {outcomes['duplicate']}, rejected {outcomes['rejected']}")
+    print(f"accepted {outcomes['accepted']}, duplicate {outcomes['duplicate']}, rejected {outcomes['rejected']},"
+          f" unavailable {outcomes['unavailable']}")
     for line in problems:
-        print(f"  rejected {line}")
-    return 1 if outcomes["rejected"] else 0
+        print(f"  {line}")
+    return 1 if outcomes["rejected"] or outcomes["unavailable"] else 0
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:

@@ -61,7 +61,6 @@ log.dirs=$KAFKA_DIR/data
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
-auto.create.topics.enable=true
 PROPS
   } > "$KAFKA_DIR/server.properties"
   cat > "$KAFKA_DIR/log4j.properties" <<PROPS

@@ -29,3 +29,26 @@ def test_topics_exist_with_the_changelog_compacted_and_partitioned_like_its_sour
             assert configs["topic"][settings.history_changelog_topic]["cleanup.policy"]["value"] == "compact"
         finally:
             admin.close()
+
+
+def test_the_local_broker_does_not_create_topics_on_first_use(stack: None) -> None:
+    """As in compose and the fault-test cluster: a stray or misspelt topic name fails instead of
+    silently creating a topic with the broker's default partitions (patients would be keyed apart)."""
+    import uuid
+
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaTimeoutError
+
+    settings = Settings()
+    stray = f"stray-{uuid.uuid4().hex[:8]}"
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_block_ms=3000)
+    try:
+        with pytest.raises(KafkaTimeoutError):
+            producer.send(stray, b"x").get(timeout=5)
+    finally:
+        producer.close(timeout=5)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        assert stray not in admin.list_topics()
+    finally:
+        admin.close()

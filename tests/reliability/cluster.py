@@ -49,7 +49,6 @@ min.insync.replicas=2
 offsets.topic.replication.factor=3
 transaction.state.log.replication.factor=3
 transaction.state.log.min.isr=2
-auto.create.topics.enable=false
 unclean.leader.election.enable=false
 broker.session.timeout.ms=6000
 broker.heartbeat.interval.ms=1000

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from alerts.lifecycle import DISCLAIMER
 from alerts.team import Member, authenticate
 from respmon import dbpool
+from respmon.httpsecurity import NulFree
 from respmon.probes import add_probes
 from respmon.settings import Settings, get_settings
 
@@ -27,7 +28,7 @@ ALERT_COLUMNS = ("alert_id, patient_id, rule_id, rule_version, category, severit
 
 
 class Note(BaseModel):
-    note: str = Field(default="", max_length=2000)
+    note: NulFree = Field(default="", max_length=2000)  # stored in alert_events (PostgreSQL text: no NUL)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -124,5 +125,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def resolve(alert_id: int, body: Note, who: Member = Depends(member)) -> dict[str, Any]:
         return await run_in_threadpool(change, alert_id, who, body.note, "resolved", ("open", "acknowledged"))
 
-    add_probes(app, pool)
+    add_probes(app, pool, settings)
     return app

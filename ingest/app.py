@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse
 
 from ingest import metrics
 from ingest.devices import Device, authenticate
+from ingest.limits import Limits
 from ingest.parsers import FORMATS
 from ingest.publisher import Publisher
-from ingest.uploads import Upload, UploadResult, handle_upload
+from ingest.uploads import UNAVAILABLE, Upload, UploadResult, handle_upload
 from respmon import dbpool
 from respmon.probes import add_probes
 from respmon.settings import Settings, get_settings
@@ -33,7 +34,9 @@ def _error(status: int, error: str, reason: str, **extra: object) -> JSONRespons
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    pool = dbpool.new_sync_pool(settings.database_url, autocommit=True)
+    # one connection per upload in process holds its claim (an advisory lock) while it parses and publishes
+    pool = dbpool.new_sync_pool(settings.database_url, max_size=16, autocommit=True)
+    limits = Limits.from_settings(settings)
     state: dict[str, Publisher] = {}
 
     @asynccontextmanager
@@ -93,21 +96,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             result: UploadResult = await run_in_threadpool(
                 handle_upload, pool, state["publisher"],
-                Upload(device, body, media, name, fmt, idempotency_key),
+                Upload(device, body, media, name, fmt, idempotency_key), limits,
             )
-        except Exception as error:  # Kafka or PostgreSQL unavailable: the device retries later
+        except UNAVAILABLE as error:  # Kafka or PostgreSQL unavailable: the device retries later
             log.error("upload failed", extra={"device_id": device.device_id, "error": type(error).__name__})
             metrics.UPLOADS.labels(fmt or "unknown", "unavailable").inc()
             return _error(503, "unavailable", "the service cannot store uploads right now; retry later")
+        except Exception as error:  # noqa: BLE001 - our bug, not an outage: a 503 would make the device retry it forever
+            log.error("upload failed unexpectedly", extra={"device_id": device.device_id,
+                                                           "error": type(error).__name__})
+            metrics.UPLOADS.labels(fmt or "unknown", "error").inc()
+            return _error(500, "internal_error", "the upload could not be handled (an internal error)")
         metrics.UPLOADS.labels(result.fmt, result.outcome).inc()
+        if result.outcome == "quota_exceeded":
+            metrics.QUOTA_REFUSALS.inc()
         if result.outcome == "accepted":
             metrics.UPLOAD_BYTES.observe(len(body))
             metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
         elif result.outcome == "rejected":
             metrics.PARSE_FAILURES.labels(result.fmt).inc()
-        return JSONResponse(result.body, status_code=result.status)
+        return JSONResponse(result.body, status_code=result.status, headers=result.headers or None)
 
-    add_probes(app, pool)
+    add_probes(app, pool, settings)
     return app
 
 

@@ -31,3 +31,13 @@ def authenticate(conn: psycopg.Connection, token: str) -> Device | None:
         (hash_token(token),),
     ).fetchone()
     return Device(*row) if row else None
+
+
+def rejected_bytes_today(conn: psycopg.Connection, device_id: str) -> int:
+    """Bytes of this device's rejected uploads archived since 00:00 UTC: what its daily quota counts."""
+    row = conn.execute(
+        "SELECT coalesce(sum(size_bytes), 0) FROM raw_uploads WHERE device_id = %s AND status = 'rejected'"
+        " AND received_at >= date_trunc('day', now(), 'UTC')",
+        (device_id,),
+    ).fetchone()
+    return int(row[0]) if row else 0

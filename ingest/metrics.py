@@ -13,3 +13,7 @@ UPLOAD_BYTES = Histogram(
     "respmon_ingest_upload_bytes", "Size of accepted upload bodies", buckets=(1e3, 1e4, 1e5, 1e6, 5e6, 25e6)
 )
 PUBLISH_SECONDS = Histogram("respmon_ingest_publish_seconds", "Time to get Kafka acknowledgements")
+QUOTA_REFUSALS = Counter(
+    "respmon_ingest_quota_refusals_total",
+    "Refused uploads not archived because their device's refused uploads reached the daily quota",
+)

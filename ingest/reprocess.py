@@ -12,9 +12,12 @@ import uuid
 from psycopg_pool import ConnectionPool
 
 from ingest.devices import Device
+from ingest.limits import Limits
+from ingest.logsafe import device_text
 from ingest.parsers import FORMATS
 from ingest.publisher import Publisher
-from ingest.uploads import Upload, UploadResult, process
+from ingest.uploads import Upload, UploadResult, claimed, process
+from respmon.settings import get_settings
 
 log = logging.getLogger("respmon.ingest")
 
@@ -23,17 +26,26 @@ class NotArchived(LookupError):
     """No archived upload has this id."""
 
 
-def reprocess(pool: ConnectionPool, publisher: Publisher, upload_id: str, fmt: str | None = None) -> UploadResult:
+def reprocess(pool: ConnectionPool, publisher: Publisher, upload_id: str, fmt: str | None = None,
+              limits: Limits | None = None) -> UploadResult:
     """Parse, check and publish one archived upload again, as if its device had just sent it.
 
-    The format is `fmt`, else the one the upload was read as before, else detected again.
+    The format is `fmt`, else the one the upload was read as before, else detected again. The checks
+    are ingest's (`limits`, default from the settings). An upload a device request is processing right
+    now is left to it (409): the two would publish it twice.
     """
     upload_id, upload = _archived(pool, upload_id)
     if fmt is not None or upload.fmt not in FORMATS:
         upload = dataclasses.replace(upload, fmt=fmt)
-    result = process(pool, publisher, upload, upload_id)
+    with claimed(pool, upload_id) as conn:
+        if conn is None:
+            result = UploadResult(409, upload_id, "busy", body={
+                "upload_id": upload_id, "error": "busy",
+                "reason": "ingest is processing this upload right now; run reprocess again in a moment"})
+        else:
+            result = process(conn, publisher, upload, upload_id, limits or Limits.from_settings(get_settings()))
     log.info("upload reprocessed", extra={"upload_id": result.upload_id, "device_id": upload.device.device_id,
-                                          "outcome": result.outcome, "format": result.fmt})
+                                          "outcome": result.outcome, "format": device_text(result.fmt)})
     return result
 
 

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import faust
 import httpx
@@ -30,9 +30,10 @@ from alerts.lifecycle import apply_finding
 from processors import lag
 from processors import store, telemetry
 from processors.rules.evaluator import step, tick
-from processors.rules.history import PatientHistory
+from processors.rules.history import PatientHistory, future_field
 from processors.rules.loader import load_rules
 from processors.transport import install_transport
+from processors.web import HealthOnlyWeb
 from respmon import dbpool
 from respmon.logs import logging_config
 from respmon.settings import get_settings
@@ -43,7 +44,15 @@ log = logging.getLogger("respmon.worker")
 settings = get_settings()
 install_transport()
 
-app = faust.App(
+
+class WorkerApp(faust.App):
+    """The worker's faust app: its web server serves only the worker's own pages (processors/web.py)."""
+
+    def _new_web(self) -> faust.web.Web:
+        return HealthOnlyWeb(self)
+
+
+app = WorkerApp(
     settings.worker_app_id,
     broker=f"kafka://{settings.kafka_bootstrap}",
     store="memory://",
@@ -57,8 +66,16 @@ app = faust.App(
     broker_session_timeout=settings.worker_session_timeout_s,
     broker_heartbeat_interval=max(1.0, settings.worker_session_timeout_s / 5),
     web_host=settings.worker_host,
+    web_bind=settings.worker_host,  # faust binds 0.0.0.0 unless told (F_WEB_BIND); web_host only names it
     web_port=settings.worker_web_port,
     web_in_thread=False,
+    # faust's built-in views off (HealthOnlyWeb registers none of them either): no /table/<patient> (a whole
+    # history, without a credential), /router (the cluster), statistics, graph, performance
+    web_tables_enabled=False,
+    web_router_enabled=False,
+    web_stats_enabled=False,
+    web_graph_enabled=False,
+    web_metrics_enabled=False,
     logging_config=logging_config(settings.log_level, settings.log_repeat_window_s),  # as every service
 )
 
@@ -178,7 +195,7 @@ async def handle_batch(stream: faust.StreamT, events: list[faust.types.EventT]) 
     partition. Histories change only once a batch is stored, so each retry starts from a clean state.
     """
     try:
-        batch = _evaluate_all(events)
+        batch = await _evaluate_all(events)
         await _write(batch)
     except Unprocessable as error:
         if len(events) == 1:
@@ -196,7 +213,7 @@ async def handle_batch(stream: faust.StreamT, events: list[faust.types.EventT]) 
     for kind in batch.kinds:
         telemetry.EVENTS_PROCESSED.labels(settings.measurements_topic, kind, "ok").inc()
     for event, reason in batch.rejected:
-        await _deadletter(event.key, event.value, reason)
+        await _deadletter_unprocessable(event, reason)
     now = datetime.now(UTC)
     for finding in batch.findings:
         telemetry.FINDINGS.labels(finding.category, finding.severity, finding.state).inc()
@@ -205,13 +222,19 @@ async def handle_batch(stream: faust.StreamT, events: list[faust.types.EventT]) 
             telemetry.UPLOAD_TO_FINDING.observe((now - finding.received_at).total_seconds())
 
 
-def _evaluate_all(events: list[faust.types.EventT]) -> Batch:
+async def _evaluate_all(events: list[faust.types.EventT]) -> Batch:
+    """Evaluate the events in order, giving the event loop a turn after each: a batch of events of a
+    patient with a long history takes seconds, and /healthz, /readyz, /metrics, the dispatcher and the
+    Kafka heartbeats must not wait for all of it. Safe: only this agent changes the batch and the
+    histories, and it waits here; the timers and web pages only read the table."""
     batch = Batch()
+    latest = datetime.now(UTC) + timedelta(seconds=settings.max_clock_skew_s)
     for event in events:
         try:
-            _evaluate(batch, event)
+            _evaluate(batch, event, latest)
         except Exception as error:  # noqa: BLE001 - pure code: the same event fails the same way again
             raise Unprocessable(f"rules evaluation failed: {type(error).__name__}") from error
+        await asyncio.sleep(0)
     return batch
 
 
@@ -220,8 +243,13 @@ def _is_tick(event: faust.types.EventT) -> bool:
     return bool(event.key) and event.value.startswith(b'{"tick_at"')
 
 
-def _evaluate(batch: Batch, event: faust.types.EventT) -> None:
-    """Run the rules for one event against its patient's history (kept in the batch until written)."""
+_FROM_THE_FUTURE = "a device clock or a record from the future"
+
+
+def _evaluate(batch: Batch, event: faust.types.EventT, latest: datetime) -> None:
+    """Run the rules for one event against its patient's history (kept in the batch until written).
+    A record dated after `latest` (now + max_clock_skew_s) is rejected before it reaches the history:
+    it would be the patient's "latest" until that date (see `future_field`)."""
     key, value = event.key, event.value
     if _is_tick(event):
         patient = key.decode()
@@ -235,6 +263,10 @@ def _evaluate(batch: Batch, event: faust.types.EventT) -> None:
     except ValidationError as error:
         batch.rejected.append((event, f"invalid envelope: {error.error_count()} error(s), first at "
                                       f"{'.'.join(map(str, error.errors()[0]['loc']))}"))
+        return
+    future = future_field(env, latest)
+    if future is not None:
+        batch.rejected.append((event, f"{future} is later than now + max_clock_skew_s: {_FROM_THE_FUTURE}"))
         return
     batch.findings += step(batch.history(env.patient_id), env, RULES)
     batch.envelopes.append(env)
@@ -283,8 +315,9 @@ async def _in_transaction(work: Callable[[AsyncConnection], Awaitable[None]], up
 
 
 async def _deadletter_unprocessable(event: faust.types.EventT, reason: str) -> None:
-    """Dead-letter one event nothing can store, and name its upload in the deadletters table (next to
-    ingest's rejections), so the team can find the archived upload and send it again once fixed."""
+    """Dead-letter one event nothing can store (or the worker refuses: an invalid envelope, a record
+    from the future), and name its upload in the deadletters table (next to ingest's rejections), so
+    the team can find the archived upload and send it again once fixed."""
     envelopes = _envelopes([event])
     upload_ids = [str(e.upload_id) for e in envelopes]
     if upload_ids:

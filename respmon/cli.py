@@ -44,9 +44,11 @@ def _serve(create_app: Callable[[Settings], object], host: str, port: int) -> in
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_repeat_window_s)
-    # httptools parses requests in C; the default pure-Python h11 showed up under load (220 kB nights)
+    # httptools parses requests in C; the default pure-Python h11 showed up under load (220 kB nights).
+    # log_config=None: uvicorn's own lines (a refused request, a traceback) go through our JSON handler
+    # instead of its plain-text one; server_header=False: no `server: uvicorn` telling what runs here.
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False,  # type: ignore[arg-type]
-                http="httptools")
+                http="httptools", log_config=None, server_header=False)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The three operations routes every HTTP service has: liveness, readiness and Prometheus metrics."""
+"""What every HTTP service has: liveness, readiness and Prometheus metrics routes, and the HTTP
+hardening of `respmon.httpsecurity` (installed here so that no service can have the routes without it)."""
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -6,11 +7,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
 
 from respmon import dbpool
+from respmon.httpsecurity import secure_responses
+from respmon.settings import Settings, get_settings
 
 
-def add_probes(app: FastAPI, pool: ConnectionPool) -> None:
+def add_probes(app: FastAPI, pool: ConnectionPool, settings: Settings | None = None) -> None:
     """`/healthz` (the process answers), `/readyz` (503 while PostgreSQL does not answer: every call
-    would fail anyway) and `/metrics`."""
+    would fail anyway) and `/metrics`; then `secure_responses` (NUL refusal, JSON errors, security
+    headers, docs for team tokens only)."""
+    secure_responses(app, pool, settings or get_settings())
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The one typed settings object of every service, read from the environment (prefix RESPMON_)."""
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -27,6 +28,13 @@ class Settings(BaseSettings, frozen=True):
     ingest_port: int = 8080
     max_upload_bytes: int = 25 * 1024 * 1024
     publish_timeout_s: float = 15.0
+    # a record dated later than now plus this skew (device clocks drift) or before this floor is refused (422)
+    max_clock_skew_s: float = Field(default=86400.0, ge=0, le=366 * 86400)
+    min_record_date: date = date(1990, 1, 1)
+    # a ResMed STR.edf holds one NIV night per day of the card's life: 5000 is over 13 years
+    max_records_per_upload: int = Field(default=5000, ge=1)
+    # archived bytes of rejected uploads per device per UTC day; over it the device gets 429 (0 = no quota)
+    rejected_bytes_quota: int = Field(default=100 * 1024 * 1024, ge=0)
 
     # worker (faust)
     worker_app_id: str = "respmon-worker"
@@ -60,6 +68,8 @@ class Settings(BaseSettings, frozen=True):
     smtp_password: SecretStr | None = None
     alerts_api_host: str = "127.0.0.1"
     alerts_api_port: int = 8081
+    # /docs, /redoc, /openapi.json of ingest and the team API, for team tokens only; false (production): 404
+    api_docs: bool = True
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # a client library repeating one message (a broker down: many lines a second) is logged once per window

@@ -1,11 +1,10 @@
 """One night (ResMed: noon to noon) of home non-invasive ventilation, as the device summarises it."""
 
-from datetime import date
 from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import PatientId, Record
+from schemas.base import Count, Day, Number, PatientId, Record
 
 
 class NivNight(Record):
@@ -18,18 +17,18 @@ class NivNight(Record):
     kind: Literal["niv_night"] = "niv_night"
     schema_version: Literal[1] = 1
     patient_id: PatientId
-    night_date: date
-    usage_hours: float = Field(ge=0, le=24)
-    leak_p50_lpm: float | None = Field(default=None, ge=0, le=200)
-    leak_p95_lpm: float | None = Field(default=None, ge=0, le=200)
+    night_date: Day
+    usage_hours: Number = Field(ge=0, le=24)
+    leak_p50_lpm: Number | None = Field(default=None, ge=0, le=200)
+    leak_p95_lpm: Number | None = Field(default=None, ge=0, le=200)
     leak_kind: Literal["unintentional", "total"] = "unintentional"
-    ahi: float | None = Field(default=None, ge=0, le=200)
-    resp_rate: float | None = Field(default=None, ge=0, le=80, description="breaths/min, median")
-    tidal_volume_ml: float | None = Field(default=None, ge=0, le=3000)
-    minute_vent_lpm: float | None = Field(default=None, ge=0, le=60)
-    spo2_mean: float | None = Field(default=None, ge=50, le=100)
-    spo2_t90_pct: float | None = Field(default=None, ge=0, le=100)
-    pct_spont_triggered: float | None = Field(default=None, ge=0, le=100)
-    mask_sessions: int | None = Field(default=None, ge=0)
+    ahi: Number | None = Field(default=None, ge=0, le=200)
+    resp_rate: Number | None = Field(default=None, ge=0, le=80, description="breaths/min, median")
+    tidal_volume_ml: Number | None = Field(default=None, ge=0, le=3000)
+    minute_vent_lpm: Number | None = Field(default=None, ge=0, le=60)
+    spo2_mean: Number | None = Field(default=None, ge=50, le=100)
+    spo2_t90_pct: Number | None = Field(default=None, ge=0, le=100)
+    pct_spont_triggered: Number | None = Field(default=None, ge=0, le=100)
+    mask_sessions: Count | None = Field(default=None, ge=0, le=1440)
     source: str = Field(default="device", min_length=1, max_length=64)
     device_model: str | None = None

@@ -1,10 +1,17 @@
 """One overnight pulse-oximetry recording, at whatever fixed rate the oximeter used."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, StrictFloat, StrictInt, model_validator
 
-from schemas.base import PatientId, Record
+from schemas.base import Instant, Number, PatientId, Record
+
+Sample = Annotated[StrictFloat, Field(ge=0, le=3276.7)]
+MotionSample = Annotated[StrictInt, Field(ge=0, le=3276)]
+"""Samples are checked in pydantic's core (a night is 28,800 of them, too many for a Python validator):
+strict types refuse booleans and strings, ints stay valid. Device codes (127, 255) stay allowed, the
+metrics judge them; the range is what the worker's signal codec can store (0-3276.7), so a record
+that passes here never fails its insert."""
 
 
 class OximetryNight(Record):
@@ -17,11 +24,11 @@ class OximetryNight(Record):
     kind: Literal["oximetry_night"] = "oximetry_night"
     schema_version: Literal[1] = 1
     patient_id: PatientId
-    start: AwareDatetime
-    interval_s: float = Field(gt=0, le=60)
-    spo2: list[float | None] = Field(max_length=200_000)
-    pulse: list[float | None] = Field(max_length=200_000)
-    motion: list[int] | None = None
+    start: Instant
+    interval_s: Number = Field(gt=0, le=60)
+    spo2: list[Sample | None] = Field(max_length=200_000)
+    pulse: list[Sample | None] = Field(max_length=200_000)
+    motion: list[MotionSample] | None = None
     source: str = Field(default="device", min_length=1, max_length=64)
     device_model: str | None = None
     supplemental_o2: bool | None = None

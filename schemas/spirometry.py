@@ -3,9 +3,9 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import Field, field_validator
 
-from schemas.base import PatientId, Record
+from schemas.base import Instant, Number, PatientId, Record
 
 Posture = Literal["sitting", "supine"]
 Grade = Literal["A", "B", "C", "D", "E", "F", "U"]
@@ -21,22 +21,22 @@ class SpirometrySession(Record):
     kind: Literal["spirometry"] = "spirometry"
     schema_version: Literal[1] = 1
     patient_id: PatientId
-    taken_at: AwareDatetime
+    taken_at: Instant
     source: str = Field(default="device", min_length=1, max_length=64)
     posture: Posture = "sitting"
-    fvc_l: float | None = Field(default=None, gt=0, le=10, description="forced vital capacity, litres")
-    fvc_pct_pred: float | None = Field(default=None, gt=0, le=200, description="FVC % predicted as reported")
-    fev1_l: float | None = Field(default=None, gt=0, le=10)
-    svc_l: float | None = Field(default=None, gt=0, le=10, description="slow vital capacity, litres")
-    mip_cmh2o: float | None = Field(default=None, ge=0, le=250, description="|maximal inspiratory pressure|")
-    mep_cmh2o: float | None = Field(default=None, ge=0, le=350)
-    snip_cmh2o: float | None = Field(default=None, ge=0, le=250, description="sniff nasal inspiratory pressure")
-    pcf_lpm: float | None = Field(default=None, ge=0, le=1200, description="peak cough flow, L/min")
+    fvc_l: Number | None = Field(default=None, gt=0, le=10, description="forced vital capacity, litres")
+    fvc_pct_pred: Number | None = Field(default=None, gt=0, le=200, description="FVC % predicted as reported")
+    fev1_l: Number | None = Field(default=None, gt=0, le=10)
+    svc_l: Number | None = Field(default=None, gt=0, le=10, description="slow vital capacity, litres")
+    mip_cmh2o: Number | None = Field(default=None, ge=0, le=250, description="|maximal inspiratory pressure|")
+    mep_cmh2o: Number | None = Field(default=None, ge=0, le=350)
+    snip_cmh2o: Number | None = Field(default=None, ge=0, le=250, description="sniff nasal inspiratory pressure")
+    pcf_lpm: Number | None = Field(default=None, ge=0, le=1200, description="peak cough flow, L/min")
     pcf_assisted: bool = False
     grade: Grade | None = Field(default=None, description="ATS/ERS 2019 session grade; None = unknown")
     sex: Literal["male", "female"] | None = None
-    age_years: float | None = Field(default=None, ge=3, le=95)
-    height_cm: float | None = Field(default=None, ge=100, le=250)
+    age_years: Number | None = Field(default=None, ge=3, le=95)
+    height_cm: Number | None = Field(default=None, ge=100, le=250)
 
     @field_validator("mip_cmh2o", mode="before")
     @classmethod

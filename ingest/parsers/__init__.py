@@ -6,7 +6,8 @@ Public API (used by the HTTP ingest service and the CLI)::
     parse_path(path, ...), parse_bytes_with_notes(...), resmed_event_counts(data, filename)
 
 Every failure caused by the input is a `ParseError` with a one-line message naming the file and,
-where it helps, the line, signal or byte; no other exception escapes for bad bytes.
+where it helps, the line, signal or byte; no other exception escapes for bad bytes (an unforeseen
+one becomes a `ParserFault`, a ParseError, rather than a crash that ingest would answer with 503).
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from pydantic import BaseModel
 
 from ingest.parsers import fhir, generic_csv, resmed, wellue
 from ingest.parsers.alsfrs import parse_alsfrs_json
-from ingest.parsers.common import Context, Parser, resolve_tz
+from ingest.parsers.common import Context, Notes, Parser, resolve_tz
 from ingest.parsers.detect import FORMATS, detect_format
-from ingest.parsers.errors import ParseError, PatientMismatch
+from ingest.parsers.errors import ParseError, ParserFault, PatientMismatch, guard
 from ingest.parsers.spirometry import parse_spirometry_json
 
 __all__ = [
-    "PatientMismatch",
     "FORMATS",
     "ParseError",
+    "ParserFault",
+    "PatientMismatch",
     "detect_format",
     "parse_bytes",
     "parse_bytes_with_notes",
@@ -83,13 +85,21 @@ def parse_bytes_with_notes(
 ) -> tuple[list[BaseModel], list[str]]:
     """Like `parse_bytes`, plus what was skipped and why (e.g. unsupported FHIR codes).
 
-    Notes name entries and codes only, never values or identifiers; they are also logged.
+    Notes name entries and (escaped, truncated) codes only, never values or identifiers; one log line
+    per upload counts them.
     """
     ctx = Context(filename, patient_id, resolve_tz(tz, filename), device_model)
     records = _dispatch(data, ctx, fmt)
-    for note in ctx.notes:
-        log.warning("%s: %s", filename, note)
-    return records, ctx.notes
+    _log_skipped(ctx.notes)
+    return records, ctx.notes.text
+
+
+def _log_skipped(notes: Notes) -> None:
+    """One line per upload, whatever the number of skipped entries (one line each flooded the logs).
+    Neither the file name nor values: both come from the device and may name the patient."""
+    if notes.total:
+        log.warning("unsupported observations skipped",
+                    extra={"count": notes.total, "reasons": dict(notes.counts), "codes": notes.codes})
 
 
 def _dispatch(data: bytes, ctx: Context, fmt: str | None) -> list[BaseModel]:
@@ -99,13 +109,11 @@ def _dispatch(data: bytes, ctx: Context, fmt: str | None) -> list[BaseModel]:
     if fmt is None:
         fmt = detect_format(ctx.filename, data)
     elif fmt not in PARSERS:
-        raise ParseError(ctx.filename, f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+        raise ParseError(ctx.filename, f"unknown format {str(fmt)[:40]!r}; known: {', '.join(FORMATS)}")
     if not data:
         raise ParseError(ctx.filename, "empty file")
-    try:
+    with guard(ctx.filename, f"{fmt} parser"):
         return list(PARSERS[fmt](data, ctx))
-    except RecursionError:
-        raise ParseError(ctx.filename, "input nested too deeply") from None
 
 
 def parse_path(
@@ -134,7 +142,8 @@ def parse_path(
 
 def _walk(folder: Path, ctx: Context, fmt: str | None) -> list[Any]:
     if resmed.is_card(folder):
-        return resmed.parse_card(folder, ctx)
+        with guard(str(folder), "resmed card parser"):
+            return resmed.parse_card(folder, ctx)
     records: list[Any] = []
     for child in sorted(folder.iterdir()):
         if child.name.startswith(".") or child.suffix.lower() in SIDE_FILES or child.name.startswith("Identification."):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -18,6 +19,30 @@ M = TypeVar("M", bound=BaseModel)
 MAX_SAMPLES = 200_000
 """OximetryNight holds at most this many samples (55 h at 1 Hz)."""
 
+MAX_CODES = 5
+"""Distinct codes a skip summary quotes."""
+
+
+@dataclass
+class Notes:
+    """What a file held that gave no record: every note as text for the caller, and counts by reason
+    plus a few distinct codes for one log line per upload (one line per note flooded the logs)."""
+
+    text: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    codes: list[str] = field(default_factory=list)
+
+    def add(self, note: str, reason: str, code: str | None = None) -> None:
+        """`note` names the entry and (escaped) code, never a value; `reason` is a fixed phrase."""
+        self.text.append(note)
+        self.counts[reason] += 1
+        if code is not None and code not in self.codes and len(self.codes) < MAX_CODES:
+            self.codes.append(code)
+
+    @property
+    def total(self) -> int:
+        return len(self.text)
+
 
 @dataclass
 class Context:
@@ -27,7 +52,7 @@ class Context:
     patient_id: str | None = None
     tz: tzinfo = field(default_factory=lambda: ZoneInfo("UTC"))
     device_model: str | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: Notes = field(default_factory=Notes)
 
     def error(self, reason: str, where: str | None = None) -> ParseError:
         return ParseError(self.filename, reason, where)

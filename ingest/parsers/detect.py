@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ingest.parsers import resmed, wellue
 from ingest.parsers.alsfrs import looks_like_alsfrs
-from ingest.parsers.errors import ParseError
+from ingest.parsers.errors import ParseError, guard
 from ingest.parsers.generic_csv import header_of
 
 FORMATS: tuple[str, ...] = (
@@ -27,7 +27,12 @@ FORMATS: tuple[str, ...] = (
 
 
 def detect_format(filename: str, data: bytes) -> str:
-    """Format name from FORMATS; ParseError when the file is none of them."""
+    """Format name from FORMATS; ParseError when the file is none of them (never another exception)."""
+    with guard(filename, "format detection"):
+        return _detect(filename, data)
+
+
+def _detect(filename: str, data: bytes) -> str:
     if resmed.looks_like_edf(data):
         return resmed.sniff_edf(data, filename)
     if wellue.is_o2ring_bin(data):

@@ -9,6 +9,7 @@ a bundle with no usable observation is a ParseError.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -17,9 +18,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ingest.parsers.common import MAX_SAMPLES, Context, build, clean_pulse, clean_spo2, localize, validation_reason
+from ingest.logsafe import device_text
+from ingest.parsers.common import (
+    MAX_SAMPLES,
+    Context,
+    build,
+    clean_pulse,
+    clean_spo2,
+    localize,
+    validation_reason,
+)
 from ingest.parsers.jsonfile import load_json
 from schemas import NivNight, OximetryNight, SpirometrySession
+from schemas.base import plausible_time
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -78,12 +89,12 @@ def parse_fhir_bundle(data: bytes, ctx: Context) -> list[Any]:
         kind = type(resource).__name__ if resource is not None else "empty"
         if kind != "Observation":
             if kind != "Patient":
-                ctx.notes.append(f"entry {index}: {kind} resource ignored")
+                ctx.notes.add(f"entry {index}: {kind} resource ignored", "resource not an Observation")
             continue
         _collect(resource, index, full_urls, groups, ctx)
     records = _records(groups, ctx)
     if not records:
-        first = f" ({ctx.notes[0]})" if ctx.notes else ""
+        first = f" ({ctx.notes.text[0]})" if ctx.notes.text else ""
         raise ctx.error(f"no usable observation in bundle{first}")
     return records
 
@@ -108,7 +119,7 @@ def _collect(
     """Add an Observation's value(s) and components to their group, or note why they are skipped."""
     where = f"entry {index}"
     if obs.status in SKIP_STATUS:
-        ctx.notes.append(f"{where}: status {obs.status} skipped")
+        ctx.notes.add(f"{where}: status {obs.status} skipped", f"status {obs.status}")
         return
     pairs = [(obs.code, obs)] + [(c.code, c) for c in obs.component or []]
     patient = _patient(obs, full_urls, ctx, where)
@@ -118,7 +129,7 @@ def _collect(
         code, label = _known(code_concept)
         if code is None:
             if holder is not obs or obs.valueQuantity is not None or obs.valueSampledData is not None:
-                ctx.notes.append(f"{where}: code {label} not supported (skipped)")
+                ctx.notes.add(f"{where}: code {label} not supported (skipped)", "code not supported", label)
             continue
         value = _value(code, holder, ctx, where)
         if value is None:
@@ -130,13 +141,15 @@ def _collect(
 
 
 def _known(concept: Any) -> tuple[Code | None, str]:
+    """The code we map, or None and a label of the first coding (escaped and truncated: device text)."""
     codings = list(getattr(concept, "coding", None) or [])
     for coding in codings:
         found = CODES.get((coding.system or "", coding.code or ""))
         if found:
             return found, f"{coding.system}|{coding.code}"
-    label = f"{codings[0].system}|{codings[0].code}" if codings else "(no coding)"
-    return None, label
+    if not codings:
+        return None, "(no coding)"
+    return None, f"{device_text(codings[0].system, 40)}|{device_text(codings[0].code, 32)}"
 
 
 def _patient(obs: Any, full_urls: dict[str, Any], ctx: Context, where: str) -> str:
@@ -154,14 +167,20 @@ def _patient(obs: Any, full_urls: dict[str, Any], ctx: Context, where: str) -> s
 
 
 def _effective(obs: Any, ctx: Context, where: str) -> datetime | date:
-    value = obs.effectiveDateTime or obs.effectiveInstant
+    """When the observation was made, in the years 1900-2099: `0001-01-01T00:00:00Z` once reached
+    the NIV night shift (12 h back) and overflowed there, a crash instead of a ParseError."""
+    field, value = "effectiveDateTime", obs.effectiveDateTime
+    if value is None:
+        field, value = "effectiveInstant", obs.effectiveInstant
     if value is None and obs.effectivePeriod is not None:
-        value = obs.effectivePeriod.start
+        field, value = "effectivePeriod.start", obs.effectivePeriod.start
     if isinstance(value, datetime):
-        return localize(value, ctx.tz)
-    if isinstance(value, date):
-        return value
-    raise ctx.error("observation has no effective date/time", where)
+        value = localize(value, ctx.tz)
+    elif not isinstance(value, date):
+        raise ctx.error("observation has no effective date/time", where)
+    if not plausible_time(value):
+        raise ctx.error(f"{field} out of range (years 1900-2099)", where)
+    return value
 
 
 def _posture(obs: Any) -> str | None:
@@ -179,7 +198,7 @@ def _value(code: Code, holder: Any, ctx: Context, where: str) -> Any:
     quantity = getattr(holder, "valueQuantity", None)
     if code.kind == "oximetry":
         if sampled is None:
-            ctx.notes.append(f"{where}: spot {code.label} is not an overnight recording (skipped)")
+            ctx.notes.add(f"{where}: spot {code.label} is not an overnight recording (skipped)", "spot oximetry")
             return None
         return _samples(sampled, code, ctx, where)
     if quantity is None or quantity.value is None:
@@ -187,7 +206,13 @@ def _value(code: Code, holder: Any, ctx: Context, where: str) -> Any:
     unit = quantity.code or quantity.unit
     if unit is not None and unit not in code.units:
         raise ctx.error(f"{code.label}: unit {unit!r} not supported", where)
-    return float(Decimal(quantity.value) * Decimal(str(code.units.get(unit or "", 1.0))))
+    try:
+        value = float(Decimal(quantity.value) * Decimal(str(code.units.get(unit or "", 1.0))))
+    except ArithmeticError:  # decimal.Overflow: '9e999999' kPa has no float, let alone a pressure
+        raise ctx.error(f"{code.label}: value out of range", where) from None
+    if not math.isfinite(value):
+        raise ctx.error(f"{code.label}: value out of range", where)
+    return value
 
 
 def _samples(sampled: Any, code: Code, ctx: Context, where: str) -> tuple[float, list[float | None]]:
@@ -226,7 +251,8 @@ def _records(groups: dict[GroupKey, dict[str, Any]], ctx: Context) -> list[Any]:
         elif kind == "oximetry":
             records.append(_oximetry(patient, at, fields, ctx, stamp))
         elif "usage_hours" not in fields:
-            ctx.notes.append(f"{stamp}: NIV values without usage_hours cannot form a NIV night (skipped)")
+            ctx.notes.add(f"{stamp}: NIV values without usage_hours cannot form a NIV night (skipped)",
+                          "NIV values without usage_hours")
         else:
             night = when - timedelta(hours=12) if isinstance(when, datetime) else when
             night_date = night.date() if isinstance(night, datetime) else night

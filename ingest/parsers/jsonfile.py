@@ -14,6 +14,8 @@ def load_json(data: bytes, ctx: Context) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ctx.error(f"invalid JSON ({exc.msg})", f"line {exc.lineno}") from None
+    except ValueError:  # Python refuses integers of more than 4300 digits (a plain ValueError)
+        raise ctx.error("invalid JSON (number too long)") from None
     except RecursionError:
         raise ctx.error("invalid JSON (nested too deeply)") from None
 

@@ -66,7 +66,8 @@ def _ascii_int(raw: bytes, ctx: Context, what: str, offset: int) -> int:
 
 
 def read_header(data: bytes, ctx: Context) -> EdfHeader:
-    """Parse and size-check the EDF header (truncation and corruption give a named reason)."""
+    """Parse and check the EDF header before trusting it: truncation, corruption and implausible fields
+    (a 1e-9 s record, a million-Hz signal, more records than the bytes hold) give a reason naming the field."""
     if len(data) < 256:
         raise ctx.error(f"truncated EDF: {len(data)} bytes, the fixed header alone is 256")
     if data[:8] != b"0       ":
@@ -78,12 +79,7 @@ def read_header(data: bytes, ctx: Context) -> EdfHeader:
         raise ctx.error("inconsistent EDF header (signal count and header size disagree)", "byte 184")
     if len(data) < header_bytes:
         raise ctx.error(f"truncated EDF: header needs {header_bytes} bytes, file has {len(data)}")
-    try:
-        duration = float(data[244:252].decode("ascii").strip())
-    except (UnicodeDecodeError, ValueError):
-        raise ctx.error("EDF header field 'data record duration' is not a number", "byte 244") from None
-    if not 0 <= duration <= 86400 * 7:
-        raise ctx.error("EDF data record duration out of range", "byte 244")
+    duration = _record_duration(data, ctx)
     labels = tuple(
         data[256 + 16 * i : 256 + 16 * (i + 1)].decode("ascii", "replace").strip() for i in range(num_signals)
     )
@@ -92,10 +88,47 @@ def read_header(data: bytes, ctx: Context) -> EdfHeader:
         _ascii_int(data[base + 8 * i : base + 8 * (i + 1)], ctx, "samples per record", base + 8 * i)
         for i in range(num_signals)
     )
-    if any(n < 0 or n > 10_000_000 for n in samples):
-        raise ctx.error("EDF samples per record out of range", f"byte {base}")
+    _check_sampling(labels, samples, duration, base, ctx)
     reserved = data[192:236].decode("ascii", "replace").strip()
     return EdfHeader(header_bytes, num_records, duration, labels, samples, reserved)
+
+
+MAX_RECORD_S = 86_400.0
+"""ResMed's longest data record is STR's one day; anything longer is a corrupt header."""
+MAX_RATE_HZ = 1_000.0
+"""ResMed's fastest signal is BRP's 25 Hz flow; EDF files in general rarely exceed 1 kHz."""
+MAX_SAMPLES_PER_RECORD = 10_000_000
+ANNOTATION_LABELS = {"EDF Annotations", "Crc16"}
+"""An EDF+ file of only these (ResMed EVE/CSL) has a record duration of 0, as the EDF+ spec allows."""
+
+
+def _record_duration(data: bytes, ctx: Context) -> float:
+    """Seconds per data record, 0 (annotation files) to one day."""
+    try:
+        duration = float(data[244:252].decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        raise ctx.error("EDF header field 'data record duration' is not a number", "byte 244") from None
+    if not 0 <= duration <= MAX_RECORD_S:  # NaN fails too
+        raise ctx.error(f"EDF header field 'data record duration' out of range (0-{MAX_RECORD_S:g} s)", "byte 244")
+    return duration
+
+
+def _check_sampling(labels: tuple[str, ...], samples: tuple[int, ...], duration: float, base: int,
+                    ctx: Context) -> None:
+    """Samples per record within bounds, and a sampling rate (samples / duration) a device can have."""
+    for i, count in enumerate(samples):
+        if not 0 <= count <= MAX_SAMPLES_PER_RECORD:
+            raise ctx.error(f"EDF header field 'samples per record' out of range (signal {i + 1})",
+                            f"byte {base + 8 * i}")
+    if duration == 0:
+        if not set(labels) <= ANNOTATION_LABELS:
+            raise ctx.error("EDF header field 'data record duration' is 0 but the file has signals "
+                            "(only annotation files may)", "byte 244")
+        return
+    fastest = max(samples) / duration
+    if fastest > MAX_RATE_HZ:
+        raise ctx.error(f"EDF header fields 'data record duration' and 'samples per record' give signal "
+                        f"{samples.index(max(samples)) + 1} a sampling rate above {MAX_RATE_HZ:g} Hz", "byte 244")
 
 
 def _checked_records(header: EdfHeader, data: bytes, ctx: Context) -> int:
@@ -106,12 +139,12 @@ def _checked_records(header: EdfHeader, data: bytes, ctx: Context) -> int:
     if header.num_records == MISSING:
         return available // header.record_bytes
     if header.num_records < 0:
-        raise ctx.error("negative number of data records", "byte 236")
+        raise ctx.error("EDF header field 'number of data records' is negative", "byte 236")
     needed = header.num_records * header.record_bytes
     if available < needed:
         raise ctx.error(
             f"truncated EDF: header declares {header.num_records} data records "
-            f"({needed} bytes) but only {available} bytes of data follow"
+            f"({needed} bytes) but only {available} bytes of data follow (field 'number of data records', byte 236)"
         )
     return header.num_records
 

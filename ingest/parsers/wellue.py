@@ -48,6 +48,8 @@ NO_READING = {"--", ""}
 BIN_HEADER = 40
 BIN_RECORD = 5
 BIN_INTERVAL_S = 4.0
+MAX_MOTION = 255
+"""The devices count motion in a byte; a larger cell is corrupt and drops the motion trace, not the night."""
 
 
 def is_wellue_header(first_line: str) -> bool:
@@ -147,7 +149,7 @@ def _read_rows(text: str, ctx: Context) -> dict[str, Any]:
         spo2.append(clean_spo2(_reading(cells[i_spo2], ctx, line, header[i_spo2])))
         pulse.append(clean_pulse(_reading(cells[i_pulse], ctx, line, header[i_pulse])))
         m = _reading(cells[i_motion], ctx, line, "Motion") if i_motion is not None else None
-        motion.append(None if m is None else int(m))
+        motion.append(None if m is None or m > MAX_MOTION else int(m))
         if len(times) > MAX_SAMPLES:
             raise ctx.error(f"recording longer than {MAX_SAMPLES} samples", f"line {line}")
     seconds = [(t - times[0]).total_seconds() for t in times] if times else []
@@ -190,7 +192,7 @@ def _read_standard(text: str, ctx: Context) -> dict[str, Any] | None:
     return {
         "start": start.replace(tzinfo=ctx.tz),
         **values,
-        "motion": motion.astype(int).tolist() if no_gap and not np.isnan(motion).any() else None,
+        "motion": motion.astype(int).tolist() if no_gap and (motion <= MAX_MOTION).all() else None,  # NaN fails too
     }
 
 

@@ -62,6 +62,7 @@ def step(
         received_at = received_at or record.received_at
         record = record.record
     history.keep_days = rules.keep_days  # the rule set's retention (its file's history.keep_days)
+    history.keep_max = rules.keep_max_per_kind  # and its count bound (history.keep_max_per_kind)
     history.add(record)
     return tick(history, rules, event_time(record), upload_id=upload_id, received_at=received_at)
 

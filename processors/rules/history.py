@@ -25,11 +25,15 @@ import orjson
 from processors.metrics.once import once
 from schemas import AlsfrsR, Envelope, NivNight, OximetryNight, SpirometrySession
 
-__all__ = ["HISTORY_VERSION", "KEEP_DAYS", "STORES", "PatientHistory", "Record", "event_time", "record_kind"]
+__all__ = ["HISTORY_VERSION", "KEEP_DAYS", "KEEP_MAX_PER_KIND", "STORES", "PatientHistory", "Record", "event_time",
+           "future_field", "record_kind"]
 
 HISTORY_VERSION = 1
 KEEP_DAYS = 400
 """Days of rows kept per store when the rule set declares no `history.keep_days`."""
+KEEP_MAX_PER_KIND = 1000
+"""Rows kept per store at most when the rule set declares no `history.keep_max_per_kind`: a device that
+sends thousands of sessions must not make every event of its patient cost a full scan of them."""
 DAY_S = 86400.0
 NIV_DAY_END = time(12, 0)
 """A NIV therapy day runs noon to noon (ResMed); its night ends at noon UTC of the next day."""
@@ -55,6 +59,10 @@ def _utc(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
+_DATED_BY = {"spiro": "taken_at", "alsfrs": "taken_at", "oxi": "start", "niv": "night_date"}
+"""The field that dates a record of each store (what its event time is computed from)."""
+
+
 def event_time(record: Record | Envelope) -> datetime:
     """When a record's observation ended (what the engine evaluates "as of").
 
@@ -70,6 +78,20 @@ def event_time(record: Record | Envelope) -> datetime:
     if isinstance(record, NivNight):
         return datetime.combine(record.night_date + timedelta(days=1), NIV_DAY_END, tzinfo=timezone.utc)
     raise TypeError(f"not a canonical record: {type(record).__name__}")
+
+
+def future_field(record: Record | Envelope, latest: datetime) -> str | None:
+    """The envelope field (``record.taken_at``...) that dates a record after ``latest``, or None.
+
+    A record from the future would be the "latest" of its kind until that date and move the
+    evaluation time forward (``tick`` never goes back): it could resolve an open alert and mask
+    every real session after it. The stream refuses such records before they reach a history.
+    """
+    if isinstance(record, Envelope):
+        record = record.record
+    if event_time(record) <= latest:
+        return None
+    return f"record.{_DATED_BY[record_kind(record)]}"
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -94,12 +116,15 @@ def _present(*values: Any) -> list[float]:
 
 class PatientHistory:
     """One patient's metric rows (each store pruned to its ``keep_days`` before the newest event of any
-    kind) and open findings. The rule set declares ``keep_days`` (``history.keep_days`` in its file) and
-    :func:`processors.rules.evaluator.step` applies it; an int keeps every store that long."""
+    kind, and to its newest ``keep_max`` rows) and open findings. The rule set declares both
+    (``history.keep_days`` and ``history.keep_max_per_kind`` in its file) and
+    :func:`processors.rules.evaluator.step` applies them; an int keeps every store that long."""
 
-    def __init__(self, patient_id: str, keep_days: int | Mapping[str, int] = KEEP_DAYS):
+    def __init__(self, patient_id: str, keep_days: int | Mapping[str, int] = KEEP_DAYS,
+                 keep_max: int = KEEP_MAX_PER_KIND):
         self.patient_id = patient_id
         self.keep_days = keep_days  # type: ignore[assignment]  # the setter takes an int or a mapping
+        self.keep_max = keep_max
         self._rows: dict[str, list[dict[str, Any]]] = {s: [] for s in STORES}
         self.first_event_ts: dict[str, float] = {}
         self.last_event_ts: dict[str, float] = {}
@@ -121,7 +146,7 @@ class PatientHistory:
         """Compute the record's metrics and store (or replace) its row. Returns True if stored.
 
         Rows older than their store's ``keep_days`` before the newest event are dropped, as is a
-        record that is itself that old.
+        record that is itself that old; beyond ``keep_max`` rows of a store, the oldest are dropped.
         """
         if isinstance(record, Envelope):
             record = record.record
@@ -149,7 +174,8 @@ class PatientHistory:
         return (row["k"], row["src"])
 
     def prune(self) -> None:
-        """Drop rows older than their store's ``keep_days`` before the newest event of any kind."""
+        """Drop rows older than their store's ``keep_days`` before the newest event of any kind, then
+        the oldest rows of a store holding more than ``keep_max``."""
         if not self.last_event_ts:
             return
         newest = max(self.last_event_ts.values())
@@ -157,6 +183,9 @@ class PatientHistory:
             cutoff = newest - self._keep[kind] * DAY_S
             if rows and rows[0]["t"] < cutoff:
                 rows[:] = [r for r in rows if r["t"] >= cutoff]
+                self._views.clear()
+            if len(rows) > self.keep_max:
+                del rows[:len(rows) - self.keep_max]  # rows are sorted by event time: the oldest go
                 self._views.clear()
 
     def _row_spiro(self, rec: SpirometrySession) -> dict[str, Any]:
@@ -272,6 +301,7 @@ class PatientHistory:
             "patient_id": self.patient_id,
             "keep_days": max(self._keep.values()),  # what a worker from before per-kind retention reads
             "keep_days_by_kind": self.keep_days,
+            "keep_max_per_kind": self.keep_max,
             "rows": self._rows,
             "first_event": self.first_event_ts,
             "last_event": self.last_event_ts,
@@ -313,7 +343,7 @@ class PatientHistory:
             raise ValueError(f"unsupported PatientHistory version {version!r} (expected {HISTORY_VERSION})")
         by_kind = data.get("keep_days_by_kind")  # absent from values written before per-kind retention
         keep = {s: by_kind.get(s, KEEP_DAYS) for s in STORES} if by_kind else int(data.get("keep_days", KEEP_DAYS))
-        h = cls(data["patient_id"], keep)
+        h = cls(data["patient_id"], keep, int(data.get("keep_max_per_kind", KEEP_MAX_PER_KIND)))
         rows = data.get("rows", {})
         for kind in STORES:
             h._rows[kind] = sorted(rows.get(kind, []), key=lambda r: r["t"])

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from processors.rules.expr import BOOL, ExprError, LIST, NUM, STR, Compiled, Scope, SeriesNode, compile_expr
-from processors.rules.history import KEEP_DAYS, STORES
-from processors.rules.lookback import needs
+from processors.rules.history import KEEP_DAYS, KEEP_MAX_PER_KIND, STORES
+from processors.rules.lookback import needs, row_needs
 
 __all__ = [
     "CATEGORIES",
@@ -96,6 +96,8 @@ class RuleSet:
     files: tuple[str, ...] = ()
     keep_days: Mapping[str, int] = field(default_factory=lambda: {s: KEEP_DAYS for s in STORES})
     """Days of rows a patient's history keeps per store (spiro, oxi, niv, alsfrs): `history.keep_days`."""
+    keep_max_per_kind: int = KEEP_MAX_PER_KIND
+    """Rows a patient's history keeps per store at most (the newest): `history.keep_max_per_kind`."""
 
     def __iter__(self) -> Iterator[Rule]:
         return iter(self.rules)
@@ -396,6 +398,8 @@ def load_rules(path: Path | str | None = None, overrides: Path | str | None = No
         raise RulesError(label, f"unknown top-level field(s): {', '.join(sorted(map(str, unknown)))}")
     keep_days = _keep_days(data.get("history"), {s: KEEP_DAYS for s in STORES}, label)
     keep_origin = {s: label for s in keep_days}
+    keep_max = _keep_max(data.get("history"), KEEP_MAX_PER_KIND, label)
+    keep_origin[_MAX] = label
     version = data.get("version")
     if not isinstance(version, str) or not version.strip():
         raise RulesError(label, "must be a quoted version string such as \"0.1.0\"", field="version")
@@ -434,6 +438,9 @@ def load_rules(path: Path | str | None = None, overrides: Path | str | None = No
         site_keep = _keep_days(odata.get("history"), keep_days, olabel, partial=True)
         keep_origin |= {s: olabel for s in site_keep if site_keep[s] != keep_days[s]}
         keep_days = site_keep
+        site_max = _keep_max(odata.get("history"), keep_max, olabel)
+        keep_origin[_MAX] = olabel if site_max != keep_max else keep_origin[_MAX]
+        keep_max = site_max
         site_version = odata.get("version")
         if site_version is not None and not isinstance(site_version, str):
             raise RulesError(olabel, "must be a quoted string", field="version")
@@ -459,20 +466,29 @@ def load_rules(path: Path | str | None = None, overrides: Path | str | None = No
     builder = _Builder(version, definitions)
     rules = [builder.build(raw, origins[raw["id"]], label) for raw in raws]
     rule_set = RuleSet(version=version, rules=rules, definitions=definitions, files=tuple(files),
-                       keep_days=keep_days)
+                       keep_days=keep_days, keep_max_per_kind=keep_max)
     changed_by = {rid: next(iter(o.values())) for rid, o in origins.items() if o}
     changed_by |= {name.removeprefix("definitions."): file for name, file in def_origin.items()}
     _check_windows_kept(rule_set, keep_origin, changed_by, label)
     return rule_set
 
 
+_MAX = "keep_max_per_kind"
+_HISTORY_FIELDS = {"keep_days", _MAX, "notes"}
+_MAX_ROWS = 100_000
+
+
 def _keep_days(raw: Any, base: Mapping[str, int], label: str, partial: bool = False) -> dict[str, int]:
-    """`history: {keep_days: {spiro: 400, oxi: 120, niv: 120, alsfrs: 400}}`; a site file may name some."""
+    """`history: {keep_days: {spiro: 400, oxi: 120, niv: 120, alsfrs: 400}}`; a site file may name some,
+    or none when it changes only `keep_max_per_kind`."""
     out = dict(base)
     if raw is None:
         return out
-    if not isinstance(raw, Mapping) or set(raw) - {"keep_days", "notes"}:
-        raise RulesError(label, "must be a mapping with 'keep_days' (and optional 'notes')", field="history")
+    if not isinstance(raw, Mapping) or set(raw) - _HISTORY_FIELDS:
+        raise RulesError(label, "must be a mapping with 'keep_days' (and optional 'keep_max_per_kind', 'notes')",
+                         field="history")
+    if partial and "keep_days" not in raw:
+        return out
     days = raw.get("keep_days")
     if not isinstance(days, Mapping):
         raise RulesError(label, f"must be a mapping of {', '.join(STORES)} to days", field="history.keep_days")
@@ -489,6 +505,17 @@ def _keep_days(raw: Any, base: Mapping[str, int], label: str, partial: bool = Fa
     return out
 
 
+def _keep_max(raw: Any, base: int, label: str) -> int:
+    """`history: {keep_max_per_kind: 1000}`: rows kept per kind at most (the newest); optional."""
+    if not isinstance(raw, Mapping) or _MAX not in raw:
+        return base  # a history that is no mapping is refused by _keep_days
+    value = raw[_MAX]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_ROWS:
+        raise RulesError(label, f"must be a whole number of rows from 1 to {_MAX_ROWS}, got {value!r}",
+                         field=f"history.{_MAX}")
+    return value
+
+
 def _expressions(rule: Rule) -> Iterator[tuple[str, Compiled]]:
     yield "when", rule.when
     if rule.applies is not None:
@@ -502,8 +529,9 @@ def _expressions(rule: Rule) -> Iterator[tuple[str, Compiled]]:
 def _check_windows_kept(rule_set: RuleSet, origin: Mapping[str, str], changed_by: Mapping[str, str],
                         base_file: str) -> None:
     """Refuse a rule set whose windows read further back than its history keeps (a lengthened
-    `baseline_days` with the default retention, say): the rule would silently see fewer rows.
-    The error names the file that changed the rule (or definition) or the retention, else the base file."""
+    `baseline_days` with the default retention, say), or more rows than `keep_max_per_kind` keeps: the
+    rule would silently see fewer rows. The error names the file that changed the rule (or definition)
+    or the retention, else the base file."""
     places: list[tuple[str | None, str, str, Compiled, Mapping[str, Any]]] = [
         (None, f"definitions.{name}", name, c, {}) for name, c in rule_set.definitions.items()]
     places += [(r.id, fld, r.id, c, r.params) for r in rule_set.enabled() for fld, c in _expressions(r)]
@@ -515,3 +543,9 @@ def _check_windows_kept(rule_set: RuleSet, origin: Mapping[str, str], changed_by
                 file = kept_by if kept_by != base_file else changed_by.get(name, base_file)
                 raise RulesError(file, f"{need.expression} reads {need.days:g} days of {need.store} "
                                  f"rows, but history.keep_days.{need.store} keeps {keep}: raise it", rule_id, fld)
+        for counted in row_needs(compiled, params):
+            if counted.rows > rule_set.keep_max_per_kind:
+                kept_by = origin[_MAX]
+                file = kept_by if kept_by != base_file else changed_by.get(name, base_file)
+                raise RulesError(file, f"{counted.expression} reads {counted.rows} {counted.store} rows, but "
+                                 f"history.{_MAX} keeps {rule_set.keep_max_per_kind}: raise it", rule_id, fld)

@@ -15,17 +15,24 @@ What counts as a window, per aggregate call:
   days: they read whatever the kept history holds, which the rules README says.
 
 Kinds read inside the call (a ``where`` on another kind, a joined series) need the same window.
+
+The count bound (`history.keep_max_per_kind`) is checked the same way with :func:`row_needs`: a
+counted window (``nights=N``, ``sessions=N``, ``last=N``) reads N rows of its kind, and a window of D
+days over a nightly kind reads D + 1 rows of one source (one row per night; a noon-to-noon night
+straddles the start). A ``where`` filter may read further back than N rows, and sessions have no bound
+per day: both read only what is kept, which the rules README says.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from processors.rules.expr import Call, Compiled, Field, LetRef, LetSeries, Node
 
-__all__ = ["Need", "STORE_OF", "needs"]
+__all__ = ["STORE_OF", "Need", "RowNeed", "needs", "row_needs"]
 
 STORE_OF = {"spiro": "spiro", "supine": "spiro", "oxi": "oxi", "niv": "niv", "alsfrs": "alsfrs"}
 """Expression kind -> history store (supine sessions are kept with spirometry)."""
@@ -39,6 +46,15 @@ class Need:
 
     store: str
     days: float
+    expression: str
+
+
+@dataclass(frozen=True)
+class RowNeed:
+    """`rows` rows of a history store, and the expression that reads them (for the error)."""
+
+    store: str
+    rows: int
     expression: str
 
 
@@ -104,4 +120,32 @@ def needs(compiled: Compiled, params: Mapping[str, Any]) -> list[Need]:
             continue
         for store in _kinds(node) | {STORE_OF[primary]}:
             out.append(Need(store, days, getattr(node, "src", compiled.source)))
+    return out
+
+
+def _rows_read(call: Call, store: str, primary: str, params: _Params) -> int | None:
+    """Rows of `store` the call reads at least, or None when no count bounds them."""
+    counts = [c for c in (_kw(call, k, params) for k in _COUNT_KW) if c is not None]
+    if counts and store == primary:
+        return math.ceil(max(counts))
+    days = _window_days(call, primary, params)
+    if days is not None and store in _NIGHTLY:
+        return math.ceil(days) + 1
+    return None
+
+
+def row_needs(compiled: Compiled, params: Mapping[str, Any]) -> list[RowNeed]:
+    """Every count of rows the expression reads per kind: what `history.keep_max_per_kind` must keep."""
+    out: list[RowNeed] = []
+    ctx = _Params(params)
+    for node in _walk(compiled.node, into_lets=False):
+        if not isinstance(node, Call) or not node.args:
+            continue
+        primary = getattr(node.args[0].typ, "primary", None)
+        if primary not in STORE_OF:
+            continue
+        for store in _kinds(node) | {STORE_OF[primary]}:
+            rows = _rows_read(node, store, STORE_OF[primary], ctx)
+            if rows is not None:
+                out.append(RowNeed(store, rows, getattr(node, "src", compiled.source)))
     return out

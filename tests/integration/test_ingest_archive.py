@@ -55,10 +55,12 @@ def test_duplicate_by_bytes_or_idempotency_key_is_processed_once(pipeline: Pipel
                                                                    db: psycopg.Connection) -> None:
     patient, token = new_patient(pipeline)
     first = pipeline.upload(token, session_json(patient, 70.0), headers={"Idempotency-Key": "k-1"})
-    same_key = pipeline.upload(token, session_json(patient, 70.0, "2026-11-21T09:30:00+00:00"),
-                               headers={"Idempotency-Key": "k-1"})
+    same_key = pipeline.upload(token, session_json(patient, 70.0), headers={"Idempotency-Key": "k-1"})
     same_bytes = pipeline.upload(token, session_json(patient, 70.0))
+    other_body = pipeline.upload(token, session_json(patient, 70.0, "2026-11-21T09:30:00+00:00"),
+                                 headers={"Idempotency-Key": "k-1"})
     assert first.status_code == 202
+    assert other_body.status_code == 422 and other_body.json()["error"] == "idempotency_key_reused"
     for repeat in (same_key, same_bytes):
         assert repeat.status_code == 200 and repeat.json() == {
             "upload_id": first.json()["upload_id"], "duplicate": True, "status": "published"}

@@ -24,6 +24,11 @@ class SecuredPipeline(PipelineClient):
     receiver: WebhookReceiver
     db_url: str
     log_dir: Path
+    topic_prefix: str = "respmon"  # of its own topics, for tests that produce to Kafka directly
+
+    @property
+    def measurements_topic(self) -> str:
+        return f"{self.topic_prefix}.measurements"
 
 
 @pytest.fixture(scope="package")
@@ -36,4 +41,4 @@ def secured(stack_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
                "RESPMON_WEBHOOK_SECRET": SECRET, "RESPMON_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
                "RESPMON_LOG_LEVEL": "INFO"}
         with running_services(env, ports, logs) as urls:
-            yield SecuredPipeline(*urls, receiver, own["RESPMON_DATABASE_URL"], logs)
+            yield SecuredPipeline(*urls, receiver, own["RESPMON_DATABASE_URL"], logs, own["RESPMON_TOPIC_PREFIX"])

@@ -101,7 +101,7 @@ def test_ingest_is_still_up_and_the_patient_stream_still_flows(secured: SecuredP
     import time
 
     assert httpx.get(f"{secured.ingest_url}/healthz").status_code == 200
-    body = json.dumps({"patient_id": PATIENT, "taken_at": "2031-01-01T09:00:00+00:00", "fvc_pct_pred": 77.0,
+    body = json.dumps({"patient_id": PATIENT, "taken_at": "2026-11-01T09:00:00+00:00", "fvc_pct_pred": 77.0,
                        "posture": "sitting", "source": "after-fuzz"})
     answer = post(secured, token, body.encode(), "application/json", None, None)
     assert answer.status_code == 202, answer.text

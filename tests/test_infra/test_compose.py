@@ -134,3 +134,34 @@ def test_prometheus_finds_its_rules_and_scrapes_the_compose_services() -> None:
             # RESPMON_WORKER_HOST for RESPMON_WORKER_WEB_PORT
             listen = [v for k, v in env.items() if k.endswith("_HOST") and port_vars[0].startswith(k[:-5] + "_")]
             assert listen == ["0.0.0.0"], f"{host} must listen on all interfaces in its container ({listen})"
+
+
+PUBLISHED = re.compile(r"^\$\{(?P<addr>[A-Z_]+_PUBLISH_ADDR):-(?P<default>[^}]*)\}"
+                       r":\$\{[A-Z_]+_PUBLISH_PORT:-\d+\}:\d+$")
+
+
+def test_every_published_port_binds_the_hosts_loopback_unless_its_address_variable_says_otherwise() -> None:
+    """A port written without an address (`"6066:6066"`) is published on every interface of the host."""
+    for name, service in SERVICES.items():
+        for port in service.get("ports") or []:
+            match = PUBLISHED.match(str(port))
+            assert match, f"{name}: publish {port!r} as ${{X_PUBLISH_ADDR:-127.0.0.1}}:${{X_PUBLISH_PORT:-n}}:n"
+            assert match["default"] == "127.0.0.1", f"{name}: {port} defaults to {match['default']}"
+
+
+def test_the_workers_metrics_port_is_reachable_by_prometheus_and_published_on_loopback_only() -> None:
+    worker = SERVICES["worker"]
+    assert _environment(worker)["RESPMON_WORKER_WEB_PORT"] == "6066"
+    assert worker["ports"] == ["${WORKER_METRICS_PUBLISH_ADDR:-127.0.0.1}:${WORKER_METRICS_PUBLISH_PORT:-6066}:6066"]
+    assert not worker.get("network_mode"), "the worker shares no host network: only its published port is reachable"
+    assert "WORKER_METRICS_PUBLISH_ADDR" in COMPOSE.read_text().split("name: respmon")[0], "documented in the header"
+
+
+def test_respmon_services_do_not_restart_a_bad_configuration_forever() -> None:
+    """A configuration error exits 2 at once: `unless-stopped`/`always` would restart it in a loop and
+    bury its one-line reason; a bounded on-failure policy leaves the container exited, reason in its log."""
+    for name in ("setup", "ingest", "worker", "alerts-api"):
+        policy = str(DOC["services"][name].get("restart", "no"))
+        assert policy == "no" or policy.startswith("on-failure:"), (name, policy)
+        if policy.startswith("on-failure:"):
+            assert 1 <= int(policy.split(":")[1]) <= 10

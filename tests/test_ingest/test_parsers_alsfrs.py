@@ -46,3 +46,17 @@ def test_flat_style_missing_item() -> None:
     del doc["item_7"]
     with pytest.raises(ParseError, match=r"^a\.json: field item_7: missing$"):
         parse_bytes(json.dumps(doc).encode(), "a.json")
+
+
+@pytest.mark.parametrize("score", [True, False])
+def test_boolean_score_is_refused(score: bool) -> None:
+    doc = json.loads((SYN / "alsfrs_flat.json").read_text()) | {"item_3": score}  # `true` was scored 1
+    with pytest.raises(ParseError, match=r"^a\.json: field items\.2: Value error, must be a number, not true/false$"):
+        parse_bytes(json.dumps(doc).encode(), "a.json")
+
+
+def test_score_error_does_not_quote_the_score() -> None:
+    doc = json.loads((SYN / "alsfrs.json").read_text()) | {"items": [4] * 11 + [987654]}
+    with pytest.raises(ParseError) as err:
+        parse_bytes(json.dumps(doc).encode(), "a.json")
+    assert "987654" not in str(err.value)

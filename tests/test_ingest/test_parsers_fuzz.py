@@ -6,6 +6,7 @@ Deterministic by default (CI); RESPMON_FUZZ=1 explores many more random examples
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import pytest
@@ -13,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_testlib import AIRCURVE, AIRCURVE_DAY, SYN
 
-from ingest.parsers import FORMATS, ParseError, parse_bytes
+import ingest.parsers as parsers
+from ingest.parsers import FORMATS, ParseError, ParserFault, detect, parse_bytes
 
 DEEP = os.environ.get("RESPMON_FUZZ") == "1"
 FUZZ = settings(
@@ -46,7 +48,11 @@ SEEDS: dict[str, tuple[str, bytes]] = {
 assert set(SEEDS) == set(FORMATS)
 
 INTERESTING = [b"", b"-", b"-1", b"--", b"0", b"255", b"1e999", b"nan", b",", b"\n", b'"', b"\xff", b"\xc2\xb0",
-               b"{", b"]", b"null", b"99999999999", b"Patient/", b"E"]  # fmt: skip
+               b"{", b"]", b"null", b"99999999999", b"Patient/", b"E",
+               b"inf", b"-Infinity", b"NaN", b"1e308", b"-1e308", b"9" * 400, b"true", b"false",
+               b"0001-01-01T00:00:00Z", b"9999-12-31T23:59:59-12:00", b"0001-01-01", b"9999-12-31"]  # fmt: skip
+EXTREME_TIMES = ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00",
+                 "9999-12-31T23:59:59.999+00:00", "9999-12-31", "0001-01-01", "1899-12-31T23:59:59Z", "2100-01-01"]
 
 
 @st.composite
@@ -77,6 +83,8 @@ SELF_IDENTIFYING = {"spirometry_json", "spirometry_csv", "niv_csv", "alsfrs_json
 def _only_parse_errors(data: bytes, name: str, fmt: str | None, seed_fmt: str) -> None:
     try:
         records = parse_bytes(data, name, fmt=fmt, patient_id=None if seed_fmt in SELF_IDENTIFYING else "P1")
+    except ParserFault as exc:  # a ParseError too (so ingest answers 422), but it means a parser bug
+        raise AssertionError(f"parser bug on fuzzed input: {exc}") from exc
     except ParseError as exc:
         assert str(exc).startswith(name) and "\n" not in str(exc)
     else:
@@ -108,7 +116,8 @@ def test_random_bytes_raise_only_parse_error(fmt: str) -> None:
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats(allow_nan=False) | st.text(max_size=12),
+    st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.floats() | st.text(max_size=12)
+    | st.sampled_from([*EXTREME_TIMES, 1e308, -1e308, 10**400, float("nan"), float("inf"), True]),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=8,
 )
@@ -143,7 +152,8 @@ def json_mutated(draw: st.DrawFn, seed: bytes) -> bytes:
 def csv_mutated(draw: st.DrawFn, seed: bytes) -> bytes:
     """The seed CSV with a few cells replaced by awkward values (valid CSV, bad content)."""
     rows = [line.split(b",") for line in seed.splitlines()]
-    cells = st.sampled_from(INTERESTING) | st.text(max_size=10).map(str.encode) | st.integers(-999, 99999).map(lambda n: str(n).encode())
+    cells = (st.sampled_from(INTERESTING) | st.text(max_size=10).map(str.encode)
+             | st.integers(-999, 99999).map(lambda n: str(n).encode()) | st.sampled_from(EXTREME_TIMES).map(str.encode))
     for _ in range(draw(st.integers(1, 4))):
         row = draw(st.integers(0, len(rows) - 1))
         if rows[row]:
@@ -173,3 +183,91 @@ def test_mutated_csv_cells_raise_only_parse_error(fmt: str) -> None:
         _only_parse_errors(data, name, None if detect else fmt, fmt)
 
     run()
+
+
+EDF_FIELDS = {"header bytes": (184, 8), "number of data records": (236, 8), "data record duration": (244, 8),
+              "number of signals": (252, 4)}
+EDF_VALUES = ["1e-9", "0", "-1", "-2", "0.001", "86401", "1e308", "nan", "inf", "99999999", "", "abc", "1e-320",
+              "  7", "+60", "0x10", "60.00"]
+
+
+@st.composite
+def edf_header_mutated(draw: st.DrawFn, seed: bytes) -> bytes:
+    """The seed EDF with one or two ASCII header fields (fixed part, or a signal's samples per record)
+    rewritten as EDF writes them, left-aligned and space-padded."""
+    data = bytearray(seed)
+    signals = int(seed[252:256])
+    for _ in range(draw(st.integers(1, 2))):
+        if draw(st.booleans()):
+            offset, width = EDF_FIELDS[draw(st.sampled_from(sorted(EDF_FIELDS)))]
+        else:
+            offset, width = 256 + signals * 216 + 8 * draw(st.integers(0, signals - 1)), 8
+        value = draw(st.sampled_from(EDF_VALUES) | st.integers(-10, 10**7).map(str))
+        data[offset : offset + width] = value.encode("ascii")[:width].ljust(width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("fmt", ["resmed_str", "resmed_pld", "resmed_sad", "resmed_eve"])
+def test_mutated_edf_header_fields_raise_only_parse_error(fmt: str) -> None:
+    name, seed = SEEDS[fmt]
+
+    @FUZZ
+    @given(data=edf_header_mutated(seed), detect=st.booleans())
+    def run(data: bytes, detect: bool) -> None:
+        _only_parse_errors(data, name, None if detect else fmt, fmt)
+
+    run()
+
+
+@pytest.mark.parametrize(("fmt", "field", "value"), [
+    ("fhir_bundle", ("entry", 12, "resource", "effectiveDateTime"), "0001-01-01T00:00:00Z"),
+    ("fhir_bundle", ("entry", 12, "resource", "effectiveDateTime"), "9999-12-31T23:59:59-12:00"),
+    ("fhir_bundle", ("entry", 4, "resource", "valueQuantity"), {"value": "9e999999", "unit": "kPa"}),
+    ("spirometry_json", (0, "taken_at"), "9999-12-31T23:59:59-12:00"),
+    ("spirometry_json", (0, "fvc_l"), float("nan")),
+    ("spirometry_json", (0, "fvc_l"), True),
+    ("alsfrs_json", ("taken_at",), "0001-01-01T00:00:00+14:00"),
+    ("alsfrs_json", ("item_1",), True),
+])
+def test_known_hostile_json_values_raise_only_parse_error(fmt: str, field: tuple, value: object) -> None:
+    """The probe's findings (issue 13) as fixed cases, whatever the fuzzing draws."""
+    name, seed = SEEDS[fmt]
+    doc = json.loads(seed)
+    parent = doc
+    for part in field[:-1]:
+        parent = parent[part]
+    parent[field[-1]] = value
+    with pytest.raises(ParseError) as err:
+        parse_bytes(json.dumps(doc).encode(), name, fmt=fmt)
+    assert not isinstance(err.value, ParserFault), str(err.value)
+
+
+def _parser_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith("ingest.parsers")]
+
+
+def test_unforeseen_parser_failure_is_a_parse_error(monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A parser bug on some upload answers 422 (the upload is kept) instead of a 503 retried forever;
+    its log line says where, never the exception's text, which may quote the upload."""
+
+    def broken(data: bytes, ctx: object) -> list:
+        raise OverflowError("date value out of range for ALS-003, fvc_l 2.85")
+
+    monkeypatch.setitem(parsers.PARSERS, "spirometry_json", broken)
+    with caplog.at_level(logging.ERROR), pytest.raises(ParserFault) as err:
+        parse_bytes(SEEDS["spirometry_json"][1], "s.json", fmt="spirometry_json")
+    assert isinstance(err.value, ParseError)
+    assert str(err.value) == "s.json: spirometry_json parser failed unexpectedly (OverflowError)"
+    (line,) = _parser_lines(caplog)
+    assert line.error == "OverflowError" and line.raised_at.startswith("test_parsers_fuzz.py:")
+    assert "ALS-003" not in repr(vars(line)) and "2.85" not in repr(vars(line))
+
+
+def test_unforeseen_detection_failure_is_a_parse_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(filename: str, data: bytes) -> str:
+        raise KeyError("ALS-003")
+
+    monkeypatch.setattr(detect, "_detect", broken)
+    with pytest.raises(ParserFault, match=r"^s\.json: format detection failed unexpectedly \(KeyError\)$"):
+        parse_bytes(SEEDS["spirometry_json"][1], "s.json")

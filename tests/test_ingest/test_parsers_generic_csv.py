@@ -181,3 +181,40 @@ def test_whole_file_oximetry_reader_takes_the_plain_layout() -> None:
         fast = _read_oximetry_plain(text, ctx)
         assert fast is not None and fast == _read_oximetry_rows(text, ctx)
     assert len(fast["spo2"]) == 28_800 and fast["spo2"].count(None) == 29
+
+
+def test_numeric_cells_are_still_read_as_numbers() -> None:
+    (session,) = parse_bytes(f"{SPIRO_HEADER}\nP1,2026-03-01T09:00:00Z, 2.5 ,45,sitting\n".encode(), "s.csv")
+    assert (session.fvc_l, session.mip_cmh2o) == (2.5, 45)
+    (session,) = parse_bytes(f"{SPIRO_HEADER}\nP1,2026-03-01T09:00:00Z,3,-45,sitting\n".encode(), "s.csv")
+    assert (session.fvc_l, session.mip_cmh2o) == (3, 45)
+
+
+@pytest.mark.parametrize("cell", ["nan", "NaN", "inf", "-Infinity", "1e999"])
+def test_non_finite_cells_are_refused(cell: str) -> None:
+    with pytest.raises(ParseError, match=r"^s\.csv: line 2: column mip_cmh2o: not a finite number$"):
+        parse_bytes(f"{SPIRO_HEADER}\nP1,2026-03-01T09:00:00Z,2.5,{cell},sitting\n".encode(), "s.csv")
+
+
+@pytest.mark.parametrize("taken_at", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00",
+                                      "9999-12-31T23:59:59-12:00"])
+def test_spirometry_dated_year_1_or_9999_is_refused(taken_at: str) -> None:
+    with pytest.raises(ParseError, match=r"^s\.csv: line 2: column taken_at: Value error, date/time must be in"):
+        parse_bytes(f"{SPIRO_HEADER}\nP1,{taken_at},2.5,45,sitting\n".encode(), "s.csv")
+
+
+@pytest.mark.parametrize(("cells", "message"), [
+    ("0001-01-01,7", r"line 2: column night_date: Value error, date must be in the years 1900-2099"),
+    ("9999-12-31,7", r"line 2: column night_date: Value error, date must be in the years 1900-2099"),
+    ("2026-03-01,7,1e12", r"line 2: column mask_sessions: Input should be less than or equal to 1440"),
+])
+def test_niv_night_out_of_range_is_refused(cells: str, message: str) -> None:
+    header = "patient_id,night_date,usage_hours" + (",mask_sessions" if cells.count(",") == 2 else "")
+    with pytest.raises(ParseError, match=message):
+        parse_bytes(f"{header}\nP1,{cells}\n".encode(), "n.csv")
+
+
+def test_oximetry_dated_year_9999_is_refused() -> None:
+    rows = "".join(f"9999-12-31T23:59:{s:02d}-12:00,95,60\n" for s in range(30))
+    with pytest.raises(ParseError, match=r"^o\.csv: field start: Value error, date/time must be in the years"):
+        parse_bytes(f"timestamp,spo2,pulse\n{rows}".encode(), "o.csv", patient_id="P1")

@@ -219,3 +219,55 @@ def test_header_patch_is_ascii_and_length_preserving() -> None:
     head = patched[: header.header_bytes]
     assert head.isascii() and b"degC    " in head
     assert patched[header.header_bytes :] == raw[header.header_bytes :]  # samples untouched
+
+
+def _edf_field(data: bytes, offset: int, width: int, value: str) -> bytes:
+    """`data` with the ASCII header field at `offset` rewritten as EDF writes it (left-aligned, space-padded)."""
+    raw = bytearray(data)
+    raw[offset : offset + width] = value.encode("ascii").ljust(width)
+    return bytes(raw)
+
+
+def _samples_offset(data: bytes, signal: int) -> int:
+    """Offset of signal `signal`'s 'samples per record' field (after 216 bytes per signal of other fields)."""
+    return 256 + int(data[252:256]) * 216 + 8 * signal
+
+
+PLD = (AIRCURVE_DAY / "20250202_223725_PLD.edf").read_bytes()
+STR_AIRCURVE = (AIRCURVE / "STR.edf").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("x_SAD.edf", _edf_field(_sad_with_readings(), 244, 8, "1e-9"),  # was accepted: a night of 26 us
+         r"^x_SAD\.edf: byte 244: EDF header fields 'data record duration' and 'samples per record' give signal 1 "
+         r"a sampling rate above 1000 Hz$"),
+        ("x_SAD.edf", _edf_field(_sad_with_readings(), 244, 8, "0.001"),
+         r"byte 244: .*'data record duration' .* above 1000 Hz"),
+        ("x_PLD.edf", _edf_field(PLD, 244, 8, "0"),
+         r"^x_PLD\.edf: byte 244: EDF header field 'data record duration' is 0 but the file has signals"),
+        ("STR.edf", _edf_field(STR_AIRCURVE, 244, 8, "172800"),
+         r"^STR\.edf: byte 244: EDF header field 'data record duration' out of range \(0-86400 s\)$"),
+        ("x_PLD.edf", _edf_field(PLD, _samples_offset(PLD, 1), 8, "99999999"),
+         rf"^x_PLD\.edf: byte {_samples_offset(PLD, 1)}: EDF header field 'samples per record' out of range "
+         r"\(signal 2\)$"),
+        ("x_PLD.edf", _edf_field(PLD, 236, 8, "9999999"),
+         r"^x_PLD\.edf: truncated EDF: header declares 9999999 data records \(\d+ bytes\) but only 74290 bytes "
+         r"of data follow \(field 'number of data records', byte 236\)$"),
+        ("x_PLD.edf", _edf_field(PLD, 236, 8, "-5"),
+         r"^x_PLD\.edf: byte 236: EDF header field 'number of data records' is negative$"),
+    ],
+    ids=["duration-1e-9", "duration-1ms", "duration-0", "duration-2-days", "samples-per-record", "records", "negative"],
+)
+def test_implausible_edf_header_is_refused_naming_the_field(name: str, data: bytes, message: str) -> None:
+    with pytest.raises(ParseError, match=message):
+        parse_bytes(data, name, patient_id=PID)
+    with pytest.raises(ParseError, match=message.replace(name.replace(".", r"\."), "upload\\.edf")):
+        parse_bytes(data, "upload.edf", patient_id=PID)  # detected by its labels: the header is checked first
+
+
+def test_annotation_files_keep_their_zero_record_duration() -> None:
+    eve = AIRSENSE_DAY / "20241127_004009_EVE.edf"
+    assert eve.read_bytes()[244:252].strip() == b"0.00"  # EDF+ allows 0 for a file of annotations only
+    assert resmed_event_counts(eve.read_bytes(), eve.name)["Central Apnea"] == 59

@@ -216,3 +216,18 @@ def test_whole_file_reader_takes_the_common_export() -> None:
     ctx = Context(O2RING_CSV.name, PID)
     fast = _read_standard(text, ctx)
     assert fast is not None and fast == _read_rows(text, ctx)
+
+
+@pytest.mark.parametrize("motion", ["99999", "300"])  # row reader and whole-file reader
+def test_corrupt_motion_drops_the_motion_trace_not_the_night(motion: str) -> None:
+    night = _one(_csv("22:30:00 Mar 08 2026,94,64,0,0,0", f"22:30:04 Mar 08 2026,95,66,{motion},0,0",
+                      "22:30:08 Mar 08 2026,95,66,1,0,0"))
+    assert night.motion is None and night.spo2 == [94, 95, 95]  # a motion the store cannot encode was kept
+
+
+@pytest.mark.parametrize(("year", "tz"), [("0001", "Pacific/Kiritimati"), ("9999", "Etc/GMT+12")])
+def test_night_dated_year_1_or_9999_is_a_parse_error(year: str, tz: str) -> None:
+    day = "Jan 01" if year == "0001" else "Dec 31"
+    rows = [f"23:59:{s:02d} {day} {year},95,60,0,0,0" for s in range(0, 12, 4)]
+    with pytest.raises(ParseError, match=r"^night\.csv: field start: Value error, date/time must be in the years"):
+        parse_bytes(_csv(*rows), "night.csv", patient_id=PID, tz=tz)

@@ -35,3 +35,13 @@ def test_history_gauges_count_held_values_and_their_bytes_when_scraped() -> None
     lines = generate_latest().decode().splitlines()
     assert "respmon_worker_patient_histories 3.0" in lines
     assert "respmon_worker_patient_history_bytes 1009.0" in lines
+
+
+def test_the_web_port_binds_the_worker_host_and_routes_only_the_workers_own_pages() -> None:
+    """faust binds 0.0.0.0 and serves its table, router and statistics views unless told otherwise."""
+    probe = ("from processors import app as w; web = w.app.web; web.init_server(); "
+             "print(w.app.conf.web_bind, *sorted({r.resource.canonical for r in web.web_app.router.routes()}))")
+    env = {**os.environ, "RESPMON_WORKER_HOST": "127.0.0.2"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, cwd=ROOT, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out[-4:] == ["127.0.0.2", "/healthz", "/metrics", "/readyz"]

@@ -1,6 +1,7 @@
-"""History retention declared in the rules file (`history.keep_days`): the loader's window check,
-per-store pruning, values written before it, and the default retention giving the same findings as
-keeping 400 days of everything on long, changing patient histories."""
+"""History retention declared in the rules file (`history.keep_days`, `history.keep_max_per_kind`):
+the loader's window and row-count checks, per-store pruning by days and by count, values written
+before it, and the default retention giving the same findings as keeping 400 days of everything (and
+no count bound) on long, changing patient histories."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from processors.rules import PatientHistory, RulesError, findings_to_jsonl, load_rules, replay, step
-from processors.rules.history import KEEP_DAYS, STORES
+from processors.rules.history import KEEP_DAYS, KEEP_MAX_PER_KIND, STORES
 from processors.rules.loader import DEFAULT_RULES
 from tests.scenarios import START, alsfrs, day, niv_night, oxi_night, spiro
 
@@ -73,6 +74,46 @@ def test_bad_retention_is_refused_naming_the_field(tmp_path: Path, history: str,
     assert reason in str(err.value) and "history" in str(err.value)
 
 
+def test_default_rules_keep_at_most_1000_rows_per_kind() -> None:
+    assert RULES.keep_max_per_kind == KEEP_MAX_PER_KIND == 1000
+
+
+def test_a_site_may_raise_the_count_bound_alone(tmp_path: Path) -> None:
+    rules = load_rules(overrides=write(tmp_path, "site.yaml", "history:\n  keep_max_per_kind: 2000\n"))
+    assert rules.keep_max_per_kind == 2000 and rules.keep_days == RULES.keep_days
+
+
+def test_a_count_bound_below_what_a_rule_reads_is_refused_at_load(tmp_path: Path) -> None:
+    """NE-RRDEV reads 5 + 90 + 2 days of NIV nights: 98 rows of one device."""
+    site = write(tmp_path, "site.yaml", "history:\n  keep_max_per_kind: 97\n")
+    with pytest.raises(RulesError) as err:
+        load_rules(overrides=site)
+    assert err.value.file == str(site) and err.value.rule_id == "NE-RRDEV" and err.value.field == "let.dev"
+    assert "reads 98 niv rows, but history.keep_max_per_kind keeps 97: raise it" in str(err.value)
+    assert load_rules(overrides=write(tmp_path, "ok.yaml", "history:\n  keep_max_per_kind: 98\n"))
+
+
+def test_a_counted_window_longer_than_the_count_bound_names_the_file_that_lengthened_it(tmp_path: Path) -> None:
+    """Sessions have no bound in days: only the count bound limits what `sessions=N` can read."""
+    site = write(tmp_path, "site.yaml", "rules:\n  TD-COUGH:\n    params: {borderline_sessions: 1500}\n")
+    with pytest.raises(RulesError) as err:
+        load_rules(overrides=site)
+    assert err.value.file == str(site) and err.value.rule_id == "TD-COUGH" and err.value.field == "when"
+    assert "reads 1500 spiro rows, but history.keep_max_per_kind keeps 1000: raise it" in str(err.value)
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("0", "got 0"), ("100001", "got 100001"), ("'1000'", "got '1000'"), ("true", "got True"), ("1000.5", "got 1000.5"),
+])
+def test_a_bad_count_bound_is_refused_naming_file_and_field(tmp_path: Path, value: str, reason: str) -> None:
+    site = write(tmp_path, "site.yaml", f"history:\n  keep_max_per_kind: {value}\n")
+    with pytest.raises(RulesError) as err:
+        load_rules(overrides=site)
+    message = str(err.value)
+    assert message.startswith(f"{site}: field 'history.keep_max_per_kind': must be a whole number of rows")
+    assert reason in message and "\n" not in message
+
+
 def test_a_full_rules_file_must_name_every_kind(tmp_path: Path) -> None:
     text = DEFAULT_RULES.read_text().replace("    alsfrs: 400    # questionnaires are a few a year\n", "")
     with pytest.raises(RulesError, match="history.keep_days': missing alsfrs"):
@@ -95,6 +136,30 @@ def test_each_store_is_pruned_to_its_own_retention() -> None:
     h.add(niv_night(P, START + timedelta(days=200)))
     assert (h.count("spiro"), h.count("niv"), h.count("alsfrs")) == (1, 1, 1)
     assert h.rows("niv")[0]["k"] == (START + timedelta(days=200)).isoformat()
+
+
+def test_each_store_keeps_at_most_its_newest_keep_max_rows() -> None:
+    h = PatientHistory(P, keep_max=50)
+    for n in range(120):
+        h.add(spiro(P, day(0) + timedelta(hours=n), 80.0 - n * 0.1))
+    h.add(niv_night(P, START + timedelta(days=3)))
+    assert (h.count("spiro"), h.count("niv")) == (50, 1)
+    assert h.rows("spiro")[0]["k"] == (day(0) + timedelta(hours=70)).isoformat()  # the 50 newest
+    assert not h.add(spiro(P, day(0), 90.0))  # a session older than the 50 kept is not stored
+    assert h.first_event("spiro") == day(0).timestamp()  # first/last upload times outlive their rows
+    assert PatientHistory.from_json(h.to_json()).keep_max == 50
+
+
+def test_step_applies_the_rule_sets_count_bound_to_a_stored_history() -> None:
+    """A history written before the bound (6,000 sessions of a flooding device) shrinks at its next event."""
+    h = PatientHistory(P, keep_max=10_000)
+    for n in range(1500):
+        h.add(spiro(P, day(0) + timedelta(minutes=10 * n), 70.0))
+    value = h.to_dict()
+    del value["keep_max_per_kind"]  # as written before the bound existed
+    again = PatientHistory.from_dict(value)
+    step(again, spiro(P, day(20), 45.0), RULES)
+    assert again.keep_max == RULES.keep_max_per_kind and again.count("spiro") == RULES.keep_max_per_kind
 
 
 def test_step_applies_the_rule_sets_retention_to_a_stored_history() -> None:
@@ -173,7 +238,7 @@ def test_default_retention_gives_the_same_findings_as_keeping_400_days(seed: int
     """Every finding, its timing and its evidence, on a year of data: the shorter nightly retention
     changes no decision the default rules make."""
     records = long_patient(seed)
-    everything = dataclasses.replace(RULES, keep_days={s: 400 for s in STORES})
+    everything = dataclasses.replace(RULES, keep_days={s: 400 for s in STORES}, keep_max_per_kind=10**9)
     kept: dict[str, PatientHistory] = {}
     short = replay(records, RULES, histories=kept)
     full = replay(records, everything)
@@ -227,6 +292,6 @@ def test_default_retention_gives_the_same_findings_on_real_resmed_cards(card: st
     from processors.rules.evaluator import load_records
 
     records = load_records([Path(__file__).resolve().parents[2] / "data" / "resmed" / card], patient_id="CARD")
-    everything = dataclasses.replace(RULES, keep_days={s: 400 for s in STORES})
+    everything = dataclasses.replace(RULES, keep_days={s: 400 for s in STORES}, keep_max_per_kind=10**9)
     short = replay(records, RULES)
     assert short and findings_to_jsonl(short) == findings_to_jsonl(replay(records, everything))

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test stack-start stack-stop stack-status clean
+.PHONY: install demo test lint stack-start stack-stop stack-status clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ stack-status:
 demo: stack-start
 	$(BIN)/respmon demo
 
-test: install
+# ruff (lint, import order), mypy (types of the production packages), import-linter (the layers)
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean: stack-stop

@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field
 
 from alerts.lifecycle import DISCLAIMER
 from alerts.team import Member, authenticate
-from respmon import dbpool
-from respmon.httpsecurity import NulFree
-from respmon.probes import add_probes
-from respmon.settings import Settings, get_settings
+from respmon.core import dbpool
+from respmon.core.httpsecurity import NulFree
+from respmon.core.probes import add_probes
+from respmon.core.settings import Settings, get_settings
 
 TEAM_ACTIONS = Counter("respmon_alert_team_actions_total", "Acknowledgements and resolutions by the team", ["action"])
 ALERT_COLUMNS = ("alert_id, patient_id, rule_id, rule_version, category, severity, status, evidence, action,"

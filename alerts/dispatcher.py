@@ -22,7 +22,7 @@ from psycopg import AsyncConnection
 
 from alerts import email, metrics
 from alerts.signing import HEADER, sign
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 
 log = logging.getLogger("respmon.alerts")
 

@@ -6,7 +6,7 @@ from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
 
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 
 
 def trend_rows(evidence: dict[str, Any], limit: int = 14) -> list[tuple[str, str, str]]:

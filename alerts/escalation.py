@@ -7,7 +7,7 @@ from psycopg import AsyncConnection
 
 from alerts.lifecycle import finding_payload, queue_deliveries
 from alerts.routing import routing_for
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 from schemas import Finding
 
 log = logging.getLogger("respmon.alerts")

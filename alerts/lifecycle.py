@@ -12,7 +12,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from alerts.routing import Route, routing_for
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 from schemas import Finding
 from schemas.findings import SEVERITY_ORDER
 

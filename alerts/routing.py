@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 from schemas.findings import SEVERITY_ORDER, Category, Severity
 
 Channel = Literal["webhook", "email"]

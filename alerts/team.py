@@ -4,9 +4,8 @@ kept apart from device tokens (a device token never authenticates here)."""
 from dataclasses import dataclass
 
 import psycopg
-from psycopg.rows import tuple_row
 
-from respmon.tokens import hash_token, new_token
+from respmon.core.tokens import active_holder, hash_token, new_token
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,5 @@ def provision(conn: psycopg.Connection, member_id: str, team: str) -> str:
 
 
 def authenticate(conn: psycopg.Connection, token: str) -> Member | None:
-    cur = conn.cursor(row_factory=tuple_row)
-    row = cur.execute("SELECT member_id, team FROM team_members WHERE token_sha256 = %s AND active",
-                      (hash_token(token),)).fetchone()
-    return Member(*row) if row else None
+    holder = active_holder(conn, "team_members", token)
+    return Member(*holder) if holder else None

@@ -1,6 +1,6 @@
 """End-to-end benchmarks on a private Kafka + PostgreSQL stack: throughput, alert latency, worker memory.
 
-The shared dev stack is never touched: `respmon/privatestack.py` starts a stack of its own (temp folder,
+The shared dev stack is never touched: `respmon/testing/privatestack.py` starts a stack of its own (temp folder,
 free ports) and stops it at the end. Each scenario gets its own database and topic prefix; the
 services are the real `respmon ingest` / `respmon worker` processes.
 
@@ -56,7 +56,7 @@ from common import ROOT, niv_csv, niv_csv_row, o2ring_csv, spirometry_json, synt
 
 from alerts.receiver import WebhookReceiver  # noqa: E402
 from respmon.launcher import stop, wait_http  # noqa: E402
-from respmon.privatestack import PrivateStack, free_port  # noqa: E402
+from respmon.testing.privatestack import PrivateStack, free_port  # noqa: E402
 
 SECRET = "bench-webhook-secret"
 CLK = os.sysconf("SC_CLK_TCK")
@@ -595,7 +595,7 @@ def _prefill_changelog(env: Env, patients: int, nights: int) -> dict[str, Any]:
     from kafka import KafkaProducer
     from kafka.partitioner.default import murmur2
 
-    from respmon.settings import Settings
+    from respmon.core.settings import Settings
 
     settings = Settings(worker_app_id=env.vars()["RESPMON_WORKER_APP_ID"])
     partitions, topic = settings.topic_partitions, settings.history_changelog_topic  # made by Env.prepare

@@ -6,7 +6,7 @@
 1. oximetry_metrics  night_metrics vs pobm 1.2 ODI3 on the same 8 h 1 Hz nights (bench/.venv-pobm)
 2. parsing           ResMed EDF (STR + DATALOG), O2Ring CSV/binary, 8 h 1 Hz generic CSV
    history_cost      the worker's per-event cost of a patient's state against its history length
-3. e2e_*             on a private Kafka + PostgreSQL stack (respmon/privatestack.py): throughput vs a bare
+3. e2e_*             on a private Kafka + PostgreSQL stack (respmon/testing/privatestack.py): throughput vs a bare
                      consumer baseline, upload-to-alert latency, worker peak RSS on a 10,000-patient batch
 """
 

@@ -15,9 +15,9 @@ from ingest.limits import Limits
 from ingest.parsers import FORMATS
 from ingest.publisher import Publisher
 from ingest.uploads import UNAVAILABLE, Upload, UploadResult, handle_upload
-from respmon import dbpool
-from respmon.probes import add_probes
-from respmon.settings import Settings, get_settings
+from respmon.core import dbpool
+from respmon.core.probes import add_probes
+from respmon.core.settings import Settings, get_settings
 
 log = logging.getLogger("respmon.ingest")
 

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from respmon.tokens import hash_token, new_token
+from respmon.core.tokens import active_holder, hash_token, new_token
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,8 @@ def provision(conn: psycopg.Connection, device_id: str, patient_id: str) -> str:
 
 
 def authenticate(conn: psycopg.Connection, token: str) -> Device | None:
-    row = conn.execute(
-        "SELECT device_id, patient_id FROM devices WHERE token_sha256 = %s AND active",
-        (hash_token(token),),
-    ).fetchone()
-    return Device(*row) if row else None
+    holder = active_holder(conn, "devices", token)
+    return Device(*holder) if holder else None
 
 
 def rejected_bytes_today(conn: psycopg.Connection, device_id: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 
 PLAIN = (str, int, float, bool, bytes, type(None))
 """Field types that can never hold a date: such fields (signal lists included) are not walked."""

@@ -2,7 +2,7 @@
 
 from kafka import KafkaProducer
 
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 from schemas import Envelope
 
 

@@ -17,7 +17,7 @@ from ingest.logsafe import device_text
 from ingest.parsers import FORMATS
 from ingest.publisher import Publisher
 from ingest.uploads import Upload, UploadResult, claimed, process
-from respmon.settings import get_settings
+from respmon.core.settings import get_settings
 
 log = logging.getLogger("respmon.ingest")
 

@@ -27,17 +27,16 @@ from pydantic import ValidationError
 from alerts.dispatcher import Dispatcher
 from alerts.escalation import escalate_due
 from alerts.lifecycle import apply_finding
-from processors import lag
-from processors import store, telemetry
+from processors import lag, store, telemetry
 from processors.rules.evaluator import step, tick
 from processors.rules.history import PatientHistory, future_field
 from processors.rules.loader import load_rules
 from processors.transport import install_transport
 from processors.web import HealthOnlyWeb
-from respmon import dbpool
-from respmon.logs import logging_config
-from respmon.settings import get_settings
-from respmon.supervise import CRASH_EXIT
+from respmon.core import dbpool
+from respmon.core.exits import CRASH_EXIT
+from respmon.core.logs import logging_config
+from respmon.core.settings import get_settings
 from schemas import Envelope, Finding, Tick
 
 log = logging.getLogger("respmon.worker")

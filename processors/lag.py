@@ -23,7 +23,7 @@ import faust
 from prometheus_client import Counter, Gauge
 
 from processors import telemetry
-from respmon.supervise import STALL_EXIT
+from respmon.core.exits import STALL_EXIT
 
 log = logging.getLogger("respmon.worker.lag")
 
@@ -104,7 +104,7 @@ def publish(lags: Mapping[object, int], topics: Iterable[str], reported: set[tup
 
 
 STALL_S = 30.0
-# longer than `_write`'s longest pause between retries (30 s) plus one pool timeout (respmon/dbpool.py)
+# longer than `_write`'s longest pause between retries (30 s) plus one pool timeout (respmon/core/dbpool.py)
 DB_QUIET_S = 45.0
 STALLS = Counter(
     "respmon_worker_stream_stalls_total",

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
-from respmon.settings import Settings, get_settings
+from respmon.core.settings import Settings, get_settings
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from respmon.db import migrate
+    from respmon.core.db import migrate
 
     applied = migrate(get_settings().database_url)
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
@@ -27,7 +27,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 def cmd_device_add(args: argparse.Namespace) -> int:
     from ingest.devices import provision
-    from respmon.db import connect
+    from respmon.core.db import connect
 
     with connect(get_settings().database_url, autocommit=True) as conn:
         token = provision(conn, args.device_id, args.patient_id)
@@ -40,7 +40,7 @@ def _serve(create_app: Callable[[Settings], object], host: str, port: int) -> in
     """Run an HTTP service built by `create_app` with JSON logs and no access log (it would hold ids)."""
     import uvicorn
 
-    from respmon.logs import setup_logging
+    from respmon.core.logs import setup_logging
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_repeat_window_s)
@@ -68,7 +68,7 @@ def cmd_alerts_api(args: argparse.Namespace) -> int:
 
 def cmd_team_add(args: argparse.Namespace) -> int:
     from alerts.team import provision
-    from respmon.db import connect
+    from respmon.core.db import connect
 
     with connect(get_settings().database_url, autocommit=True) as conn:
         token = provision(conn, args.member_id, args.team)
@@ -87,7 +87,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         main()
         return 0
     from processors.rules.loader import RulesError, load_rules
-    from respmon.logs import setup_logging
+    from respmon.core.logs import setup_logging
     from respmon.supervise import CONFIG_EXIT, supervise
 
     settings = get_settings()
@@ -132,8 +132,9 @@ def _summary(path: str, record: object) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run the same metrics, trends and rules as the stream over history files, print findings."""
     from ingest.parsers import ParseError
-    from processors.rules.evaluator import evaluate_files, findings_to_jsonl
+    from processors.rules.evaluator import findings_to_jsonl
     from processors.rules.loader import RulesError
+    from respmon.evaluate import evaluate_files
 
     try:
         findings = evaluate_files(args.files, rules_path=args.rules, overrides=args.overrides,
@@ -184,8 +185,8 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     is not in the archive."""
     from ingest.publisher import Publisher
     from ingest.reprocess import NotArchived, reprocess
-    from respmon import dbpool
-    from respmon.logs import setup_logging
+    from respmon.core import dbpool
+    from respmon.core.logs import setup_logging
 
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_repeat_window_s)  # JSON lines on stderr, as ingest's own

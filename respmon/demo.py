@@ -17,8 +17,8 @@ import psycopg
 
 from alerts.receiver import WebhookReceiver
 from ingest.devices import provision
+from respmon.core.settings import get_settings
 from respmon.launcher import service
-from respmon.settings import get_settings
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data"
 

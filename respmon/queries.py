@@ -15,7 +15,7 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
-from processors.store import decode_signal
+from respmon.core.signals import decode_signal
 
 KINDS = ("spirometry", "oximetry_night", "niv_night", "alsfrs_r")
 

@@ -16,9 +16,9 @@ import signal
 import subprocess
 import time
 
-STALL_EXIT = 75
-CRASH_EXIT = 70
-CONFIG_EXIT = 2
+from respmon.core.exits import CONFIG_EXIT, CRASH_EXIT, STALL_EXIT
+
+__all__ = ["CONFIG_EXIT", "CRASH_EXIT", "STALL_EXIT", "supervise"]
 log = logging.getLogger("respmon.supervise")
 
 

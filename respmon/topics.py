@@ -3,7 +3,7 @@
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 
 
 def topic_names(settings: Settings) -> list[str]:

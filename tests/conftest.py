@@ -66,7 +66,7 @@ def stack_env(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with namespace(tmp_path_factory.mktemp("worker")) as env:
         saved = dict(os.environ)
         os.environ.update(env)
-        from respmon.settings import get_settings
+        from respmon.core.settings import get_settings
 
         get_settings.cache_clear()
         yield env

@@ -52,7 +52,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from processors.store import decode_signal, encode_signal, minute_aggregates  # noqa: E402
+from respmon.core.signals import decode_signal, encode_signal, minute_aggregates  # noqa: E402
 
 ADMIN_URL = "postgresql://respmon:respmon@127.0.0.1:15432/postgres"
 FIRST_NIGHT = datetime(2026, 1, 1, 22, 0, tzinfo=UTC)
@@ -181,7 +181,7 @@ class StorePy:
     def __init__(self, url: str) -> None:
         import asyncio
 
-        from respmon.db import migrate
+        from respmon.core.db import migrate
 
         migrate(url)
         self.loop = asyncio.new_event_loop()

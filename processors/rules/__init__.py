@@ -4,9 +4,9 @@ See ``processors/rules/README.md`` for the rule file format and expression gramm
 """
 
 from processors.rules.engine import Verdict, evaluate, transition
-from processors.rules.evaluator import evaluate_files, findings_to_jsonl, replay, step, tick
+from processors.rules.evaluator import findings_to_jsonl, replay, step, tick
 from processors.rules.history import PatientHistory, event_time
-from processors.rules.loader import DEFAULT_RULES, Rule, RuleSet, RulesError, load_rules
+from processors.rules.loader import DEFAULT_RULES, Rule, RulesError, RuleSet, load_rules
 
 __all__ = [
     "DEFAULT_RULES",
@@ -16,7 +16,6 @@ __all__ = [
     "RulesError",
     "Verdict",
     "evaluate",
-    "evaluate_files",
     "event_time",
     "findings_to_jsonl",
     "load_rules",

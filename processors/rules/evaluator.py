@@ -5,24 +5,23 @@
 * :func:`tick` — evaluate at a given time without a new record (time-based rules such as
   DQ-NOUPLOAD and DQ-PFT6M; the stream calls it from a timer);
 * :func:`replay` — sort records by event time, :func:`step` each, then :func:`tick` at ``as_of``;
-* :func:`evaluate_files` — parse files with ``ingest.parsers.parse_path`` and :func:`replay` them;
+* the files given to ``respmon evaluate`` are parsed and replayed by ``respmon.evaluate`` (top layer: it
+  joins ingest's parsers and these rules);
 * :func:`findings_to_jsonl` — one JSON object per finding.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 from processors.rules.engine import evaluate, transition
 from processors.rules.history import PatientHistory, Record, event_time
-from processors.rules.loader import RuleSet, load_rules
+from processors.rules.loader import RuleSet
 from schemas import Envelope, Finding
 
-__all__ = ["evaluate_files", "findings_to_jsonl", "load_records", "replay", "step", "tick"]
+__all__ = ["findings_to_jsonl", "replay", "step", "tick"]
 
 
 def tick(
@@ -110,28 +109,3 @@ def findings_to_jsonl(findings: Iterable[Finding]) -> str:
     evidence, action, citation, rule_version, ...), keys sorted; empty string for no findings."""
     lines = [json.dumps(f.model_dump(mode="json"), sort_keys=True, ensure_ascii=False) for f in findings]
     return "".join(line + "\n" for line in lines)
-
-
-def load_records(paths: Sequence[Path | str], patient_id: str | None = None) -> list[Any]:
-    """Parse history files with the ingest parsers (format detected from content/extension)."""
-    from ingest.parsers import parse_path
-
-    records: list[Any] = []
-    for path in paths:
-        records.extend(parse_path(Path(path), patient_id=patient_id))
-    if patient_id is not None:
-        records = [r for r in records if r.patient_id == patient_id]
-    return records
-
-
-def evaluate_files(
-    paths: Sequence[Path | str],
-    *,
-    rules_path: Path | str | None = None,
-    overrides: Path | str | None = None,
-    as_of: datetime | None = None,
-    patient_id: str | None = None,
-) -> list[Finding]:
-    """What ``respmon evaluate FILE... [--rules F] [--as-of DATE] [--patient ID]`` runs."""
-    rules = load_rules(rules_path, overrides)
-    return replay(load_records(paths, patient_id), rules, as_of)

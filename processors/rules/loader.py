@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from processors.rules.expr import BOOL, ExprError, LIST, NUM, STR, Compiled, Scope, SeriesNode, compile_expr
+from processors.rules.expr import BOOL, LIST, NUM, STR, Compiled, ExprError, Scope, SeriesNode, compile_expr
 from processors.rules.history import KEEP_DAYS, KEEP_MAX_PER_KIND, STORES
 from processors.rules.lookback import needs, row_needs
 

@@ -4,9 +4,9 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from alerts.receiver import WebhookReceiver
+from respmon.core.settings import Settings
 from respmon.launcher import service
-from respmon.settings import Settings
 from tests.conftest import free_port
 
 SECRET = "test-webhook-secret"

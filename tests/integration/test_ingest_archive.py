@@ -6,7 +6,7 @@ from pathlib import Path
 import psycopg
 
 from ingest.backfill import backfill
-from respmon.settings import get_settings
+from respmon.core.settings import get_settings
 from tests.integration.conftest import Pipeline, dead_letters
 from tests.integration.test_walking_skeleton import session_json, wait_until
 

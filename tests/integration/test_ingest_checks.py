@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ingest.devices import Device
 from ingest.logsafe import device_text
 from ingest.uploads import Upload, handle_upload
-from respmon import dbpool
+from respmon.core import dbpool
 from respmon.launcher import service
 from tests.conftest import free_port
 from tests.integration.conftest import Pipeline, PipelineClient

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer
 
-from respmon.settings import get_settings
+from respmon.core.settings import get_settings
 from tests.integration.conftest import Pipeline
 from tests.integration.test_walking_skeleton import session_json
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 from tests.conftest import namespace
 
 

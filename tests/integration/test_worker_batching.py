@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 from kafka import KafkaProducer
 
-from respmon.settings import get_settings
+from respmon.core.settings import get_settings
 from schemas import Envelope, NivNight
 from tests.integration.conftest import Pipeline
 from tests.integration.test_walking_skeleton import session_json, wait_until

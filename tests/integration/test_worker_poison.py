@@ -8,7 +8,7 @@ import uuid
 import psycopg
 from kafka import KafkaProducer
 
-from respmon.settings import get_settings
+from respmon.core.settings import get_settings
 from tests.integration.conftest import Pipeline, dead_letters
 from tests.integration.test_walking_skeleton import session_json, wait_until
 from tests.integration.test_worker_batching import niv_envelopes

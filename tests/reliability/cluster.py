@@ -14,7 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
-from respmon.privatestack import BROKER_PROPERTIES, CACHED_LIBS, free_port
+from respmon.testing.privatestack import BROKER_PROPERTIES, CACHED_LIBS, free_port
 from tests.reliability.stack import wait_for
 
 

@@ -1,4 +1,4 @@
-"""The private stack of the fault tests (respmon/privatestack.py), plus the faults they inflict on it:
+"""The private stack of the fault tests (respmon/testing/privatestack.py), plus the faults they inflict on it:
 the broker killed by its own pid file, PostgreSQL stopped, and a fresh database per test.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from respmon.privatestack import PrivateStack as BaseStack
+from respmon.testing.privatestack import PrivateStack as BaseStack
 
 
 def pg_bin() -> Path:

@@ -23,8 +23,20 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from tests.reliability.cluster import KafkaCluster
-from tests.reliability.conftest import (Device, LogBurst, Services, UploadLog, library_errors, prepare, provision,
-                                        records_of, report, session_body, verify_pipeline, wait_all_stored)
+from tests.reliability.conftest import (
+    Device,
+    LogBurst,
+    Services,
+    UploadLog,
+    library_errors,
+    prepare,
+    provision,
+    records_of,
+    report,
+    session_body,
+    verify_pipeline,
+    wait_all_stored,
+)
 from tests.reliability.stack import PrivateStack, wait_for
 
 BOUNCES = 5  # kafkatest hard_bounce: five times, each time the current leader

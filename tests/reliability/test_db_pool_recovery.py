@@ -1,9 +1,9 @@
-"""The worker's and ingest's PostgreSQL pools (respmon/dbpool.py) hands out a working connection within a few seconds
+"""The worker's and ingest's PostgreSQL pools (respmon/core/dbpool.py) hands out a working connection within a few seconds
 of the server coming back, however long it was down.
 
 With psycopg_pool's defaults the pool retried after 1, 2, 4, 8, 16, 32 s: after a 20 s outage the next
 attempt came ~10 s after the server was back, and a `connection()` already waiting kept waiting for it
-(then raised PoolTimeout after 30 s). The bound asserted here is what respmon/dbpool.py promises:
+(then raised PoolTimeout after 30 s). The bound asserted here is what respmon/core/dbpool.py promises:
 no gap between two connection attempts longer than max(RECONNECT_TIMEOUT_S / 2, CONNECTION_TIMEOUT_S).
 """
 
@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from respmon.dbpool import CONNECTION_TIMEOUT_S, RECONNECT_TIMEOUT_S, new_async_pool, new_sync_pool
+from respmon.core.dbpool import CONNECTION_TIMEOUT_S, RECONNECT_TIMEOUT_S, new_async_pool, new_sync_pool
 from tests.reliability.stack import PrivateStack
 
 OUTAGE_S = 20.0

@@ -10,8 +10,16 @@ import time
 import psycopg
 import pytest
 
-from tests.reliability.conftest import (Device, Services, library_errors, make_cohort, records_of, report,
-                                        verify_pipeline, wait_all_stored)
+from tests.reliability.conftest import (
+    Device,
+    Services,
+    library_errors,
+    make_cohort,
+    records_of,
+    report,
+    verify_pipeline,
+    wait_all_stored,
+)
 from tests.reliability.stack import PrivateStack, wait_for
 
 PATIENTS, PER_PATIENT = 6, 12

@@ -14,8 +14,18 @@ from kafka import KafkaProducer
 
 from ingest.parsers import parse_bytes
 from schemas import Envelope
-from tests.reliability.conftest import (Device, Services, UploadLog, make_cohort, provision, records_of, report,
-                                        session_body, verify_pipeline, wait_all_stored)
+from tests.reliability.conftest import (
+    Device,
+    Services,
+    UploadLog,
+    make_cohort,
+    provision,
+    records_of,
+    report,
+    session_body,
+    verify_pipeline,
+    wait_all_stored,
+)
 from tests.reliability.stack import PrivateStack
 
 PATIENTS, PER_PATIENT, OUTAGE_S = 4, 8, 30

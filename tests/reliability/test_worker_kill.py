@@ -20,7 +20,6 @@ from tests.reliability.conftest import Services, report, verify_pipeline
 from tests.reliability.stack import PrivateStack, wait_for
 from tests.scenarios import all_scenarios
 
-
 COPIES = 3
 """Each scenario is published for this many patients: the batching worker stores one copy (~310 records)
 in well under a second, too fast to be killed in the middle of it reliably."""

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from fastapi.routing import APIRoute
 
+from respmon.core.settings import Settings
 from respmon.launcher import service
-from respmon.settings import Settings
 from tests.conftest import free_port
 from tests.security.conftest import SecuredPipeline
 

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from respmon.settings import get_settings
+from respmon.core.settings import get_settings
 from tests.integration.conftest import dead_letters
 from tests.security.conftest import SecuredPipeline
 

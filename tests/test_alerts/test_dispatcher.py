@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 
 from alerts.dispatcher import Dispatcher
 from alerts.receiver import WebhookReceiver
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 from tests.conftest import namespace
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 from tests.test_infra.prom import COMPOSE, ROOT
 
 INFRA = COMPOSE.parent
@@ -66,7 +66,7 @@ def test_every_respmon_variable_is_a_settings_field() -> None:
     set_vars = _respmon_vars()
     assert set_vars
     for service, var, _ in set_vars:
-        assert _field(var) in fields, f"{service}: {var} is not a field of respmon.settings.Settings"
+        assert _field(var) in fields, f"{service}: {var} is not a field of respmon.core.settings.Settings"
     example = INFRA / "respmon.env.example"
     for var in re.findall(r"^#?\s*(RESPMON_[A-Z0-9_]+)=", example.read_text(), re.M):
         assert _field(var) in fields, f"{example.name}: {var} is not a Settings field"

@@ -7,8 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_infra.prom import (GRAFANA_DIR, PROM_DIR, TARGET_LABELS, Exported, check_exprs_parse,
-                                   exported_metrics, grouping_labels, metric_names, selector_labels)
+from tests.test_infra.prom import (
+    GRAFANA_DIR,
+    PROM_DIR,
+    TARGET_LABELS,
+    Exported,
+    check_exprs_parse,
+    exported_metrics,
+    grouping_labels,
+    metric_names,
+    selector_labels,
+)
 
 DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
 RULE_FILES = [PROM_DIR / "alerts.yml"]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 from tests.test_infra.prom import PROM_DIR, promtool
 
 CONFIGS = [PROM_DIR / "prometheus.yml", PROM_DIR / "prometheus.compose.yml"]

@@ -6,7 +6,7 @@ import pytest
 from pydantic import AwareDatetime, BaseModel
 
 from ingest.limits import Limits, check_records, record_times, time_out_of_range
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 from schemas import NivNight, OximetryNight, SpirometrySession
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from respmon import timescale
-from respmon.db import available_migrations, migrate
+from respmon.core import timescale
+from respmon.core.db import available_migrations, migrate
 from tests.conftest import ADMIN_URL
 
 pytestmark = pytest.mark.stack

@@ -8,8 +8,9 @@ import psycopg
 import pytest
 
 from processors import store
-from respmon import queries, timescale
-from tests.test_storage.helpers import alsfrs, envelope, niv, night_start, oximetry, run, spirometry
+from respmon import queries
+from respmon.core import timescale
+from tests.test_storage.helpers import alsfrs, envelope, night_start, niv, oximetry, run, spirometry
 
 pytestmark = pytest.mark.stack
 P = "Q-timeline"

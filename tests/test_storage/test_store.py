@@ -9,9 +9,11 @@ import pytest
 
 from ingest.parsers import parse_path
 from processors import store
-from respmon import queries, timescale
+from respmon import queries
+from respmon.core import timescale
+from respmon.core.signals import minute_aggregates
 from schemas import NivNight
-from tests.test_storage.helpers import days, envelope, niv, night_start, oximetry, run
+from tests.test_storage.helpers import days, envelope, night_start, niv, oximetry, run
 
 pytestmark = pytest.mark.stack
 STR_EDF = Path(__file__).resolve().parents[1] / "data" / "resmed" / "airsense10_autoset" / "STR.edf"
@@ -35,7 +37,7 @@ def test_oximetry_night_stores_its_signal_in_the_same_transaction(db_url: str, d
         timescale.ensure_partitions(db)
         assert db.execute("SELECT tableoid::regclass::text FROM oximetry_signals WHERE patient_id = 'S-oxi'"
                           ).fetchone()[0] == "oximetry_signals_p201103"
-    agg = store.minute_aggregates(night.spo2, night.interval_s)
+    agg = minute_aggregates(night.spo2, night.interval_s)
     stored = db.execute("SELECT spo2_min_1m, spo2_mean_1m, spo2_max_1m FROM oximetry_signals"
                         " WHERE patient_id = 'S-oxi'").fetchone()
     assert list(stored) == [agg["min"], agg["mean"], agg["max"]]  # the per-minute arrays, NULL minutes included
@@ -133,7 +135,7 @@ def test_large_oximetry_batch_takes_the_copy_path(db_url: str, db: psycopg.Conne
     assert len(minutes[0]["spo2_mean"]) == 252  # 4.2 h of minutes
     stored = db.execute("SELECT spo2_max_1m FROM oximetry_signals WHERE patient_id = 'S-copy' AND start_at = %s",
                         (nights[-1].start,)).fetchone()[0]
-    assert stored == store.minute_aggregates(nights[-1].spo2, 4.0)["max"]
+    assert stored == minute_aggregates(nights[-1].spo2, 4.0)["max"]
 
 
 def test_minutes_without_a_reading_are_stored_as_null(db_url: str, db: psycopg.Connection) -> None:
@@ -143,5 +145,5 @@ def test_minutes_without_a_reading_are_stored_as_null(db_url: str, db: psycopg.C
     gap = night.model_copy(update={"spo2": spo2})
     run(db_url, lambda conn: store.store_record(conn, envelope(gap)))
     stored = db.execute("SELECT spo2_min_1m FROM oximetry_signals WHERE patient_id = 'S-gap'").fetchone()[0]
-    assert stored == store.minute_aggregates(spo2, 4.0)["min"]
+    assert stored == minute_aggregates(spo2, 4.0)["min"]
     assert stored[11:19] == [None] * 8 and stored[0] is not None

@@ -267,7 +267,7 @@ def test_grade_filter_and_valid_only() -> None:
 
 # ------------------------------------------------------------------------------ files (CLI core)
 def test_evaluate_files_parses_and_replays(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from processors.rules import evaluate_files
+    from respmon.evaluate import evaluate_files
 
     sessions = [spiro("F-1", day(i), v).model_dump(mode="json", exclude_none=True)
                 for i, v in ((0, 70.0), (30, 48.0))]

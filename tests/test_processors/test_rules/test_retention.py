@@ -289,7 +289,7 @@ def test_a_worker_from_before_per_kind_retention_can_still_read_the_value() -> N
 @pytest.mark.parametrize("card", ["aircurve10_vauto", "airsense10_autoset"])
 def test_default_retention_gives_the_same_findings_on_real_resmed_cards(card: str) -> None:
     """Real SD-card exports (100 and 244 nights of NIV): the same findings and evidence as 400 days."""
-    from processors.rules.evaluator import load_records
+    from respmon.evaluate import load_records
 
     records = load_records([Path(__file__).resolve().parents[2] / "data" / "resmed" / card], patient_id="CARD")
     everything = dataclasses.replace(RULES, keep_days={s: 400 for s in STORES}, keep_max_per_kind=10**9)

@@ -4,7 +4,7 @@ from importlib import resources
 
 import psycopg
 
-MIGRATIONS_PACKAGE = "respmon.migrations"
+MIGRATIONS_PACKAGE = "respmon.core.migrations"
 
 
 def connect(url: str, **kwargs: object) -> psycopg.Connection:

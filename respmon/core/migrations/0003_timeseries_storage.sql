@@ -1,8 +1,8 @@
 -- Time-series storage: the oximetry signal table, then every time-series table made a TimescaleDB
 -- hypertable where the extension can be used, else range-partitioned by month (PostgreSQL native),
 -- and a daily per-patient summary. Existing rows are kept. The choice is recorded in
--- `respmon_storage`; `respmon/timescale.py` and `processors/store.py` read it.
--- Applied in one transaction by `respmon migrate` (respmon/db.py).
+-- `respmon_storage`; `respmon/core/timescale.py` and `processors/store.py` read it.
+-- Applied in one transaction by `respmon migrate` (respmon/core/db.py).
 
 -- 1 Hz SpO2 and pulse of an oximetry night, written with its `oximetry_nights` row (same key).
 -- Raw samples in codec `respmon-sig/1` (processors/store.py: tenths as int16, byte-shuffled,

@@ -1,10 +1,10 @@
-"""The parts of respmon/httpsecurity.py a real server cannot reach: a raw NUL in a header (uvicorn's
+"""The parts of respmon/core/httpsecurity.py a real server cannot reach: a raw NUL in a header (uvicorn's
 httptools parser refuses it before the app; h11 or another server might not), and the names of
 parameters a client made up, which are never logged as they are."""
 
 from alerts.api import create_app
-from respmon.httpsecurity import declared_names, nul_parameter
-from respmon.settings import Settings
+from respmon.core.httpsecurity import declared_names, nul_parameter
+from respmon.core.settings import Settings
 
 APP = create_app(Settings(database_url="postgresql://unused@127.0.0.1:1/none"))  # its pool is never opened
 

@@ -26,8 +26,8 @@ from pydantic import AfterValidator
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from alerts.team import authenticate
-from respmon.settings import Settings
+from respmon.core.settings import Settings
+from respmon.core.tokens import active_holder
 
 log = logging.getLogger("respmon.http")
 
@@ -61,7 +61,7 @@ def secure_responses(app: FastAPI, pool: ConnectionPool, settings: Settings) -> 
     """Install the hardening on `app`; `pool` checks the team tokens that open the API docs."""
     def authorize(token: str) -> bool:
         with pool.connection() as conn:
-            return authenticate(conn, token) is not None  # type: ignore[arg-type]
+            return active_holder(conn, "team_members", token) is not None
 
     docs = {p for p in (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p}
     app.add_exception_handler(RequestValidationError, validation_failed)  # type: ignore[arg-type]

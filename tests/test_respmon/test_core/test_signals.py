@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.store import decode_signal, encode_signal, minute_aggregates
+from respmon.core.signals import decode_signal, encode_signal, minute_aggregates
 
 
 def same(decoded: np.ndarray, values: list[float | None]) -> bool:

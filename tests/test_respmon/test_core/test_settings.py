@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from respmon.settings import Settings
+from respmon.core.settings import Settings
 
 
 @pytest.mark.parametrize(("written", "level", "faust"), [

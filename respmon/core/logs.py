@@ -6,8 +6,8 @@ import logging.config
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 _RESERVED = set(vars(logging.makeLogRecord({})))
 
@@ -78,8 +78,8 @@ def logging_config(level: str = "INFO", repeat_window_s: float = 10.0) -> dict[s
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "respmon.logs.JsonFormatter"}},
-        "filters": {"repeats": {"()": "respmon.logs.RepeatFilter", "window_s": repeat_window_s}},
+        "formatters": {"json": {"()": "respmon.core.logs.JsonFormatter"}},
+        "filters": {"repeats": {"()": "respmon.core.logs.RepeatFilter", "window_s": repeat_window_s}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
                                 "formatter": "json", "filters": ["repeats"]}},
         "root": {"handlers": ["stderr"], "level": level},

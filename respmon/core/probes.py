@@ -1,14 +1,14 @@
 """What every HTTP service has: liveness, readiness and Prometheus metrics routes, and the HTTP
-hardening of `respmon.httpsecurity` (installed here so that no service can have the routes without it)."""
+hardening of `respmon.core.httpsecurity` (installed here so that no service can have the routes without it)."""
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import ConnectionPool
 
-from respmon import dbpool
-from respmon.httpsecurity import secure_responses
-from respmon.settings import Settings, get_settings
+from respmon.core import dbpool
+from respmon.core.httpsecurity import secure_responses
+from respmon.core.settings import Settings, get_settings
 
 
 def add_probes(app: FastAPI, pool: ConnectionPool, settings: Settings | None = None) -> None:

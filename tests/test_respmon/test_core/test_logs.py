@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from respmon.logs import JsonFormatter, RepeatFilter
+from respmon.core.logs import JsonFormatter, RepeatFilter
 
 
 class Clock:

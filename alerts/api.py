@@ -6,7 +6,7 @@ the append-only `alert_events` audit trail with who did it and their note.
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
@@ -46,22 +46,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def member(authorization: str | None = Header(default=None)) -> Member:
         if authorization and authorization.lower().startswith("bearer "):
             with pool.connection() as conn:
-                found = authenticate(conn, authorization[7:].strip())  # type: ignore[arg-type]
+                found = authenticate(conn, authorization[7:].strip())
             if found:
                 return found
         raise HTTPException(401, "missing or unknown team token", headers={"WWW-Authenticate": "Bearer"})
 
+    Who = Annotated[Member, Depends(member)]  # the team member behind the bearer token
+
     @app.get("/v1/alerts")
     async def list_alerts(
+        who: Who,
         status: Literal["open", "acknowledged", "resolved", "active"] = "active",
         category: str | None = None,
         severity: str | None = None,
         patient_id: str | None = None,
         limit: int = Query(default=100, ge=1, le=1000),
-        who: Member = Depends(member),
     ) -> dict[str, Any]:
         """`active` = open or acknowledged (not yet resolved)."""
-        where, args = ["status <> 'resolved'" if status == "active" else "status = %s"], []
+        where: list[str] = ["status <> 'resolved'" if status == "active" else "status = %s"]
+        args: list[str] = []
         if status != "active":
             args.append(status)
         for column, value in (("category", category), ("severity", severity), ("patient_id", patient_id)):
@@ -71,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         def query() -> list[dict[str, Any]]:
             with pool.connection() as conn:
-                return conn.execute(  # type: ignore[no-any-return]
+                return conn.execute(
                     f"SELECT {ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(where)}"
                     " ORDER BY array_position(ARRAY['urgent','high','warn','info'], severity), opened_at"
                     " LIMIT %s", (*args, limit)).fetchall()
@@ -79,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"alerts": await run_in_threadpool(query), "disclaimer": DISCLAIMER}
 
     @app.get("/v1/alerts/{alert_id}")
-    async def show_alert(alert_id: int, who: Member = Depends(member)) -> dict[str, Any]:
+    async def show_alert(alert_id: int, who: Who) -> dict[str, Any]:
         def query() -> dict[str, Any] | None:
             with pool.connection() as conn:
                 alert = conn.execute(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = %s",
@@ -92,7 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 alert["deliveries"] = conn.execute(
                     "SELECT channel, route, kind, status, attempts, created_at, delivered_at, last_error"
                     " FROM deliveries WHERE alert_id = %s ORDER BY created_at", (alert_id,)).fetchall()
-                return alert  # type: ignore[no-any-return]
+                return alert
 
         alert = await run_in_threadpool(query)
         if alert is None:
@@ -118,11 +121,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"alert_id": alert_id, "status": action}
 
     @app.post("/v1/alerts/{alert_id}/acknowledge")
-    async def acknowledge(alert_id: int, body: Note, who: Member = Depends(member)) -> dict[str, Any]:
+    async def acknowledge(alert_id: int, body: Note, who: Who) -> dict[str, Any]:
         return await run_in_threadpool(change, alert_id, who, body.note, "acknowledged", ("open",))
 
     @app.post("/v1/alerts/{alert_id}/resolve")
-    async def resolve(alert_id: int, body: Note, who: Member = Depends(member)) -> dict[str, Any]:
+    async def resolve(alert_id: int, body: Note, who: Who) -> dict[str, Any]:
         return await run_in_threadpool(change, alert_id, who, body.note, "resolved", ("open", "acknowledged"))
 
     add_probes(app, pool, settings)

@@ -2,10 +2,10 @@
 
 Each due delivery is claimed in a short transaction (`FOR UPDATE SKIP LOCKED`, then a lease on
 `next_attempt_at`) and sent outside it, so several dispatchers can run side by side without sending the
-same delivery twice, and no row lock or open transaction waits on a slow receiver. A send whose recording then fails (the
-database went away between the receiver's answer and our commit) is remembered and recorded, not
-sent again, once the database is back; only a crash in that window re-sends, and the receiver drops
-that by its `Idempotency-Key`.
+same delivery twice, and no row lock or open transaction waits on a slow receiver. A send whose
+recording then fails (the database went away between the receiver's answer and our commit) is
+remembered and recorded, not sent again, once the database is back; only a crash in that window
+re-sends, and the receiver drops that by its `Idempotency-Key`.
 """
 
 import asyncio

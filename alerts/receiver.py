@@ -8,7 +8,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from alerts.signing import HEADER, verify
 
@@ -36,7 +36,7 @@ class WebhookReceiver:
         self._lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.attempts += 1
                 if receiver.fail_with is not None:
@@ -73,7 +73,7 @@ class WebhookReceiver:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/alerts"
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -2,6 +2,7 @@
 kept apart from device tokens (a device token never authenticates here)."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -25,6 +26,6 @@ def provision(conn: psycopg.Connection, member_id: str, team: str) -> str:
     return token
 
 
-def authenticate(conn: psycopg.Connection, token: str) -> Member | None:
+def authenticate(conn: psycopg.Connection[Any], token: str) -> Member | None:
     holder = active_holder(conn, "team_members", token)
     return Member(*holder) if holder else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -125,7 +126,7 @@ def generic_oximetry_csv(spo2: np.ndarray, pulse: np.ndarray, start: datetime) -
     t = start
     one = timedelta(seconds=1)
     for v, p in zip(spo2.tolist(), pulse.tolist(), strict=True):
-        lines.append(f"{t.isoformat()},{'' if v != v else int(v)},{'' if v != v else int(p)}")
+        lines.append(f"{t.isoformat()},{'' if math.isnan(v) else int(v)},{'' if math.isnan(v) else int(p)}")
         t += one
     return ("\n".join(lines) + "\n").encode()
 

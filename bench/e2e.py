@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +52,11 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, niv_csv, niv_csv_row, o2ring_csv, spirometry_json, synthetic_spo2, write_result  # noqa: E402
+from common import ROOT, niv_csv, niv_csv_row, o2ring_csv, spirometry_json, synthetic_spo2, write_result
 
-from alerts.receiver import WebhookReceiver  # noqa: E402
-from respmon.launcher import stop, wait_http  # noqa: E402
-from respmon.testing.privatestack import PrivateStack, free_port  # noqa: E402
+from alerts.receiver import WebhookReceiver
+from respmon.launcher import stop, wait_http
+from respmon.testing.privatestack import PrivateStack, free_port
 
 SECRET = "bench-webhook-secret"
 CLK = os.sysconf("SC_CLK_TCK")
@@ -104,19 +104,18 @@ def service(env: Env, command: str, port_var: str, log_name: str, timeout_s: flo
     """`python -m respmon <command>` from the code under test; yields (process, base url) once healthy."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log = open(env.logs / log_name, "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "respmon", command], cwd=env.code,
-                            env={**os.environ, **env.vars(**{port_var: str(port)}, **extra)},
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with open(env.logs / log_name, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "respmon", command], cwd=env.code,
+                                env={**os.environ, **env.vars(**{port_var: str(port)}, **extra)},
+                                stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_http(f"{base}/healthz", timeout_s, proc, status=200)
-        except RuntimeError as error:
-            raise RuntimeError(f"{command}: {error}; see {env.logs / log_name}") from None
-        yield proc, base
-    finally:
-        stop(proc)
-        log.close()
+            try:
+                wait_http(f"{base}/healthz", timeout_s, proc, status=200)
+            except RuntimeError as error:
+                raise RuntimeError(f"{command}: {error}; see {env.logs / log_name}") from None
+            yield proc, base
+        finally:
+            stop(proc)
 
 
 def cpu_s(pid: int) -> float:
@@ -195,7 +194,7 @@ def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> 
     """Sum of a Prometheus counter/gauge series (optionally filtered by labels) in /metrics text."""
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if line.startswith((name + "{", name + " ")):
             if labels and not all(f'{k}="{v}"' in line for k, v in labels.items()):
                 continue
             total += float(line.rsplit(" ", 1)[1])
@@ -389,7 +388,8 @@ def throughput(stack: PrivateStack, code: Path, logs: Path, uploads: int, client
         result["pipeline"]["uploads_per_s"] / result["baseline"]["uploads_per_s"], 3)
     result["ratio_worker_only_over_baseline"] = round(
         result["worker_only"]["uploads_per_s"] / result["baseline"]["uploads_per_s"], 3)
-    result["cpu_ceiling"] = cpu_ceiling(result["pipeline"]["cpu"]["cpu_ms_per_upload"], result["baseline"]["uploads_per_s"])
+    result["cpu_ceiling"] = cpu_ceiling(result["pipeline"]["cpu"]["cpu_ms_per_upload"],
+                                        result["baseline"]["uploads_per_s"])
     result["target"] = "pipeline >= 0.5 x baseline"
     result["target_met"] = result["ratio_pipeline_over_baseline"] >= 0.5
     return result
@@ -484,7 +484,7 @@ def latency(stack: PrivateStack, code: Path, logs: Path, rate: float, seconds: f
     with ExitStack() as es:
         receiver = es.enter_context(WebhookReceiver(SECRET))
         receiver.received = _Stamped()
-        worker, wurl = es.enter_context(service(env, "worker", "RESPMON_WORKER_WEB_PORT", "lat-worker.log",
+        _worker, wurl = es.enter_context(service(env, "worker", "RESPMON_WORKER_WEB_PORT", "lat-worker.log",
                                                 RESPMON_WEBHOOK_URL=receiver.url))
         _, iurl = es.enter_context(service(env, "ingest", "RESPMON_INGEST_PORT", "lat-ingest.log"))
         with httpx.Client() as c:  # warm-up alert
@@ -550,7 +550,7 @@ def _nightly_batch(patients: int, rng: np.random.Generator) -> list[tuple[bytes,
     from schemas import Envelope, NivNight, SpirometrySession
 
     night = date(2026, 11, 20)
-    taken = datetime(2026, 11, 21, 9, 30, tzinfo=timezone.utc)
+    taken = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
     values = []
     for i in range(patients):
         p = f"MEM{i:06d}"

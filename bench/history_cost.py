@@ -31,12 +31,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result  # noqa: E402
+from common import write_result
 
-from processors.rules.evaluator import step  # noqa: E402
-from processors.rules.history import KEEP_DAYS, STORES, PatientHistory  # noqa: E402
-from processors.rules.loader import load_rules  # noqa: E402
-from schemas import Envelope, NivNight, OximetryNight  # noqa: E402
+from processors.rules.evaluator import step
+from processors.rules.history import KEEP_DAYS, STORES, PatientHistory
+from processors.rules.loader import load_rules
+from schemas import Envelope, NivNight, OximetryNight
 
 FIRST = date(2025, 1, 1)
 

@@ -38,9 +38,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import NIGHT_S, ROOT, night_record, synthetic_spo2, write_result  # noqa: E402
+from common import NIGHT_S, ROOT, night_record, synthetic_spo2, write_result
 
-from processors.metrics.oximetry import ODI_DEFINITION, night_metrics  # noqa: E402
+from processors.metrics.oximetry import ODI_DEFINITION, night_metrics
 
 POBM_VENV = ROOT / "bench" / ".venv-pobm"
 POBM_PY = POBM_VENV / "bin" / "python"
@@ -50,7 +50,7 @@ TOL_ABS, TOL_REL = 2.0, 0.20
 def ensure_pobm_venv() -> Path:
     """Create bench/.venv-pobm with pobm 1.2 + numpy < 2 + SciPy once (gitignored)."""
     if not POBM_PY.exists() or subprocess.run([str(POBM_PY), "-c", "import pobm.obm.desat"],
-                                              capture_output=True).returncode != 0:
+                                              capture_output=True, check=False).returncode != 0:
         subprocess.run([shutil.which("python3") or "python3", "-m", "venv", str(POBM_VENV)], check=True)
         subprocess.run([str(POBM_PY), "-m", "pip", "install", "-q", "pobm==1.2.0", "numpy<2", "scipy"], check=True)
     return POBM_PY

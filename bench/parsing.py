@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, generic_oximetry_csv, synthetic_spo2, write_result  # noqa: E402
+from common import ROOT, generic_oximetry_csv, synthetic_spo2, write_result
 
-from ingest.parsers import detect_format, parse_bytes, parse_path  # noqa: E402
+from ingest.parsers import detect_format, parse_bytes, parse_path
 
 DATA = ROOT / "tests" / "data"
 

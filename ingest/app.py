@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> JSONResponse:
         try:
             device = await run_in_threadpool(_device, authorization)
-        except Exception as error:  # PostgreSQL unavailable: 503 like any other outage, never a 500
+        except Exception as error:  # noqa: BLE001 - PostgreSQL unavailable (any driver/pool error): 503, never a 500
             log.error("authentication unavailable", extra={"error": type(error).__name__})
             metrics.UPLOADS.labels("unknown", "unavailable").inc()
             return _error(503, "unavailable", "the service cannot check credentials right now; retry later")

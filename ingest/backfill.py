@@ -49,7 +49,8 @@ def backfill(folder: Path, url: str, token: str, progress: bool = True, tries: i
             if response is None:
                 problems.append(f"{path}: ingest unreachable after {tries} tries; run the backfill again later")
             elif outcome == "unavailable":
-                problems.append(f"{path}: HTTP {response.status_code} after {tries} tries; run the backfill again later")
+                problems.append(
+                    f"{path}: HTTP {response.status_code} after {tries} tries; run the backfill again later")
             else:
                 reason = response.json().get("reason", response.text[:200]) if response.content else ""
                 problems.append(f"{path}: HTTP {response.status_code}: {reason}")

@@ -38,7 +38,7 @@ def o2ring_csv(start: datetime, hours: float = 7.0, plateau_min: int = 8) -> str
 def cohort(run: str) -> list[tuple[str, str, bytes, str, str]]:
     """(patient, what, body, content type, file name) per upload."""
     now = datetime.now(UTC).replace(microsecond=0)
-    spiro = lambda pid, pct: json.dumps({  # noqa: E731
+    spiro = lambda pid, pct: json.dumps({
         "patient_id": pid, "taken_at": (now - timedelta(hours=2)).isoformat(), "fvc_l": 1.7,
         "fvc_pct_pred": pct, "posture": "sitting", "source": "home-spirometer"}).encode()
     return [

@@ -70,7 +70,7 @@ def patient_timeline(conn: psycopg.Connection, patient_id: str, start: date, end
     items: list[dict[str, Any]] = []
     with conn.cursor(row_factory=dict_row) as cur:
         for kind in kinds:
-            for row in cur.execute(_TIMELINE_SQL[kind], params).fetchall():  # type: ignore[arg-type]
+            for row in cur.execute(_TIMELINE_SQL[kind], params).fetchall():
                 metrics = {k: v for k, v in row.items() if k not in _COMMON}
                 items.append({"kind": kind, **{k: row[k] for k in _COMMON}, "metrics": metrics})
     order = {k: i for i, k in enumerate(KINDS)}

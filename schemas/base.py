@@ -28,7 +28,7 @@ a year Python cannot hold)."""
 def _not_bool(value: Any) -> Any:
     """pydantic's lax mode reads true as 1: `"fvc_l": true` would be stored as 1.0 L."""
     if isinstance(value, bool):
-        raise ValueError("must be a number, not true/false")
+        raise ValueError("must be a number, not true/false")  # noqa: TRY004 - pydantic reports only ValueError
     return value
 
 

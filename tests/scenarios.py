@@ -12,15 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from schemas import AlsfrsR, NivNight, OximetryNight, SpirometrySession
 
-START = date(2026, 1, 5)
-"""Day 0 of every scenario."""
-
-UTC = timezone.utc
+START = date(2025, 1, 6)
+"""Day 0 of every scenario (a Monday): the longest scenario (18 months) must end before today, since
+ingest refuses records dated in the future."""
 
 
 def day(n: int, hour: int = 10) -> datetime:
@@ -71,12 +70,12 @@ def oxi_night(
 ) -> OximetryNight:
     """A night starting 22:00 UTC on ``night``: SpO2 at ``baseline``, a block at 89 % making
     ``t90_pct`` of the night, and one continuous run at 86 % of ``low_run_min`` minutes."""
-    n = int(round(hours * 3600 / interval_s))
+    n = round(hours * 3600 / interval_s)
     spo2: list[float | None] = [baseline] * n
-    k = int(round(t90_pct / 100.0 * n))
+    k = round(t90_pct / 100.0 * n)
     for i in range(n // 8, min(n, n // 8 + k)):
         spo2[i] = 89.0
-    m = int(round(low_run_min * 60 / interval_s))
+    m = round(low_run_min * 60 / interval_s)
     for i in range(n // 2, min(n, n // 2 + m)):
         spo2[i] = 86.0
     start = datetime.combine(night, time(22), tzinfo=UTC)
@@ -145,7 +144,7 @@ def slow_decliner() -> Scenario:
     """FVC 84 -> 66 % over 18 months (-1 %/month): below 80 % early but no symptoms until month 15."""
     pid = "SCN-SLOW"
     recs: list[Any] = []
-    for month in range(0, 19):
+    for month in range(19):
         recs.append(spiro(pid, day(month * 30), 84.0 - month, snip=70, mip=75, pcf=350))
     for month in (*range(0, 15, 3), 15, 16, 17, 18):
         recs.append(alsfrs(pid, day(month * 30, 9), **({"i11": 3} if month >= 15 else {})))
@@ -166,7 +165,7 @@ def nocturnal_desaturation() -> Scenario:
     """Stable FVC 85 %; from night 30 the oximeter shows an 8-minute run <= 88 % every night."""
     pid = "SCN-NOCTURNAL"
     recs: list[Any] = [spiro(pid, day(i), 85.0, snip=70, mip=75, pcf=380) for i in (0, 30, 60)]
-    for i in range(0, 60):
+    for i in range(60):
         recs.append(oxi_night(pid, START + timedelta(days=i), low_run_min=8.0 if i >= 30 else 0.0))
     return Scenario("nocturnal desaturation", pid, recs, frozenset({"NS-OXI88"}), day(61),
                     "NS-OXI88 opens (warn, then high) while FVC is unchanged")
@@ -176,7 +175,7 @@ def niv_dependence() -> Scenario:
     """NIV user: 8 h/night for 40 nights, then use climbs steadily to 23 h/day by night 120."""
     pid = "SCN-NIVDEP"
     recs: list[Any] = []
-    for i in range(0, 121):
+    for i in range(121):
         usage = 8.0 if i < 40 else min(23.0, 8.0 + (i - 40) * 15.0 / 80.0)
         recs.append(niv_night(pid, START + timedelta(days=i), round(usage, 2)))
     for i in (0, 60, 120):
@@ -191,7 +190,7 @@ def missing_data() -> Scenario:
     """NIV data for 40 nights and one lung-function session, then silence until day 200."""
     pid = "SCN-MISSING"
     recs: list[Any] = [spiro(pid, day(0), 70.0)]
-    for i in range(0, 40):
+    for i in range(40):
         recs.append(niv_night(pid, START + timedelta(days=i), 7.0))
     return Scenario("missing data", pid, recs, frozenset({"DQ-NOUPLOAD", "DQ-PFT6M"}), day(200),
                     "no NIV upload after night 39 and no spirometry for 200 days")

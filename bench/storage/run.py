@@ -43,6 +43,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from respmon.core.signals import decode_signal, encode_signal, minute_aggregates  # noqa: E402
+from respmon.core.signals import decode_signal, encode_signal, minute_aggregates
 
 ADMIN_URL = "postgresql://respmon:respmon@127.0.0.1:15432/postgres"
 FIRST_NIGHT = datetime(2026, 1, 1, 22, 0, tzinfo=UTC)
@@ -94,8 +95,8 @@ DDL = {
             ALTER COLUMN pulse SET STORAGE EXTERNAL""",
 }
 DDL["store_py"] = ""  # created by the project's migrations
-TABLES = {"store_py": ["oximetry_signals"], "rows": ["oxi_samples"], "array_pglz": ["oxi_arr_pglz"], "array_lz4": ["oxi_arr_lz4"],
-          "bytea_zlib": ["oxi_bytea"], "minute_rows": ["oxi_minutes", "oxi_minutes_raw"],
+TABLES = {"store_py": ["oximetry_signals"], "rows": ["oxi_samples"], "array_pglz": ["oxi_arr_pglz"],
+          "array_lz4": ["oxi_arr_lz4"], "bytea_zlib": ["oxi_bytea"], "minute_rows": ["oxi_minutes", "oxi_minutes_raw"],
           "minute_arrays": ["oxi_night_sig"]}
 
 
@@ -134,11 +135,11 @@ def tenths(values: Sequence[float | None]) -> list[int | None]:
 # --- writers: one night, one transaction -------------------------------------------------------
 
 def write_rows(conn: psycopg.Connection, pid: str, start: datetime, spo2: list, pulse: list) -> None:
-    with conn.transaction(), conn.cursor() as cur:
-        with cur.copy("COPY oxi_samples (patient_id, at, source, spo2, pulse) FROM STDIN") as copy:
-            s, p = tenths(spo2), tenths(pulse)
-            for i in range(len(s)):
-                copy.write_row((pid, start + timedelta(seconds=i), "bench", s[i], p[i]))
+    with (conn.transaction(), conn.cursor() as cur,
+          cur.copy("COPY oxi_samples (patient_id, at, source, spo2, pulse) FROM STDIN") as copy):
+        s, p = tenths(spo2), tenths(pulse)
+        for i in range(len(s)):
+            copy.write_row((pid, start + timedelta(seconds=i), "bench", s[i], p[i]))
 
 
 def write_array(table: str) -> Callable[..., None]:
@@ -365,10 +366,9 @@ def main() -> None:
                 lo, hi = FIRST_NIGHT, FIRST_NIGHT + timedelta(days=90)
                 pid = "P0000"
                 minutes = timeline(option, conn, pid, lo, hi)
-                t_timeline = median_ms(lambda: timeline(option, conn, pid, lo, hi), args.repeat)
+                t_timeline = median_ms(partial(timeline, option, conn, pid, lo, hi), args.repeat)
                 samples = raw_night(option, conn, pid, FIRST_NIGHT + timedelta(days=3))
-                t_raw = median_ms(lambda: raw_night(option, conn, pid, FIRST_NIGHT + timedelta(days=3)),
-                                  args.repeat)
+                t_raw = median_ms(partial(raw_night, option, conn, pid, FIRST_NIGHT + timedelta(days=3)), args.repeat)
                 conn.rollback()
                 results[option] = {
                     "tables": TABLES[option],

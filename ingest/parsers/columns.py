@@ -20,7 +20,7 @@ def plain_cells(text: str, header: str, columns: int) -> tuple[np.ndarray, np.nd
     """The body under exactly `header` as bytes, with (start, width) of its cells (see `cell_bounds`);
     None for another header, quotes, CR, non-ASCII text, a row of another width or too many rows."""
     head, _, body = text.partition("\n")
-    body = body[:-1] if body.endswith("\n") else body
+    body = body.removesuffix("\n")
     if head != header or not body or not body.isascii() or '"' in body or "\r" in body:
         return None
     buf = np.frombuffer(body.encode("ascii"), dtype=np.uint8)

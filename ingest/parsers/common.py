@@ -197,7 +197,9 @@ def spread(values: Iterable[Any], slots: Sequence[int], size: int) -> list[Any]:
     return out
 
 
-Parser = Callable[[bytes, Context], list[BaseModel]]
+Parser = Callable[[bytes, Context], Sequence[BaseModel]]
+"""One format's parser: the file's bytes and context in, its records out (each parser returns a list of
+its own record type; `Sequence` is covariant, so `list[NivNight]` is a `Sequence[BaseModel]`)."""
 
 
 def aware_iso(value: Any, tz: tzinfo) -> Any:

@@ -169,7 +169,7 @@ def read_edf(data: bytes, ctx: Context) -> tuple[EdfHeader, edfio.Edf | None]:
             warnings.simplefilter("ignore")
             edf = edfio.read_edf(patched, lazy_load_data=False)
             _ = edf.starttime, edf.startdate
-    except Exception as exc:  # edfio is a third-party decoder fed untrusted bytes: any failure = bad file
+    except Exception as exc:  # noqa: BLE001 - edfio (third party) fed untrusted bytes: any failure = bad file
         raise ctx.error(f"EDF could not be decoded ({type(exc).__name__}: {str(exc)[:120]})") from None
     return header, edf
 
@@ -180,7 +180,7 @@ def edf_start(edf: edfio.Edf, ctx: Context) -> datetime:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             start = datetime.combine(edf.startdate, edf.starttime)
-    except Exception as exc:  # malformed date/time fields surface lazily in edfio
+    except Exception as exc:  # noqa: BLE001 - malformed date/time fields surface lazily in edfio, any type
         raise ctx.error(f"EDF start date/time unreadable ({type(exc).__name__})", "byte 168") from None
     return start.replace(tzinfo=ctx.tz)
 
@@ -206,7 +206,7 @@ class Signals:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 return np.asarray(signal.digital), np.asarray(signal.data, dtype=float)
-        except Exception as exc:  # corrupt gain/offset fields
+        except Exception as exc:  # noqa: BLE001 - corrupt gain/offset fields fail inside edfio, any type
             raise self._ctx.error(f"signal unreadable ({type(exc).__name__})", f"signal {label}") from None
 
     def rate(self, label: str) -> float:
@@ -242,7 +242,7 @@ def _mask_sessions(sig: Signals, i: int, num_records: int) -> int | None:
 def parse_str(data: bytes, ctx: Context) -> list[NivNight]:
     """One NivNight per STR day with usage > 0; night_date is the STR `Date` (noon to noon)."""
     patient_id = ctx.require_patient("resmed_str")
-    header, edf = read_edf(data, ctx)
+    _header, edf = read_edf(data, ctx)
     if edf is None:
         return []
     sig = Signals(edf, ctx)
@@ -316,7 +316,7 @@ def parse_pld(data: bytes, ctx: Context) -> list[NivNight]:
     under 10 min of breathing give no record rather than a misleading night.
     """
     patient_id = ctx.require_patient("resmed_pld")
-    header, edf = read_edf(data, ctx)
+    _header, edf = read_edf(data, ctx)
     if edf is None:
         return []
     sig = Signals(edf, ctx)
@@ -353,7 +353,7 @@ def parse_sad(data: bytes, ctx: Context) -> list[OximetryNight]:
     yields no record (not an error).
     """
     patient_id = ctx.require_patient("resmed_sad")
-    header, edf = read_edf(data, ctx)
+    _header, edf = read_edf(data, ctx)
     if edf is None:
         return []
     sig = Signals(edf, ctx)
@@ -390,7 +390,7 @@ def event_counts(data: bytes, filename: str) -> dict[str, int]:
     Always has the four standard keys; other annotation texts (e.g. 'Arousal') are counted too.
     """
     ctx = Context(filename)
-    header, edf = read_edf(data, ctx)
+    _header, edf = read_edf(data, ctx)
     counts = dict.fromkeys(EVENT_TYPES, 0)
     if edf is None:
         return counts
@@ -398,7 +398,7 @@ def event_counts(data: bytes, filename: str) -> dict[str, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             annotations = list(edf.annotations)
-    except Exception as exc:  # malformed TAL bytes
+    except Exception as exc:  # noqa: BLE001 - malformed TAL bytes fail inside edfio, any type
         raise ctx.error(f"EDF+ annotations unreadable ({type(exc).__name__})") from None
     for annotation in annotations:
         text = annotation.text.strip()

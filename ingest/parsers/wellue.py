@@ -258,7 +258,7 @@ def is_o2ring_bin(data: bytes) -> bool:
     """Version 3 header with a plausible date and whole 5-byte records."""
     if len(data) < BIN_HEADER or (len(data) - BIN_HEADER) % BIN_RECORD:
         return False
-    version, year, month, day, hour, minute, second = struct.unpack_from("<HHBBBBB", data)
+    version, year, month, day, hour, _minute, _second = struct.unpack_from("<HHBBBBB", data)
     return version == 3 and 2000 <= year <= 2100 and 1 <= month <= 12 and 1 <= day <= 31 and hour < 24
 
 

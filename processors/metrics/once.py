@@ -20,7 +20,7 @@ def once(metric: Callable[[R], M], record: R) -> M:
     key = (id(metric), id(record))
     hit = _MEMO.get(key)
     if hit is not None and hit[0]() is record:
-        return hit[1]  # type: ignore[no-any-return]
+        return hit[1]
     value = metric(record)
     _MEMO[key] = (weakref.ref(record, lambda _ref: _MEMO.pop(key, None)), value)
     return value

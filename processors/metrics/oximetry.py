@@ -44,11 +44,11 @@ __all__ = [
     "EVENT_MAX_S",
     "EVENT_MIN_S",
     "ODI_DEFINITION",
-    "OximetryMetrics",
     "PULSE_RANGE",
     "RESAT_WITHIN_POINTS",
     "RUN_GAP_BRIDGE_S",
     "SPO2_RANGE",
+    "OximetryMetrics",
     "night_metrics",
 ]
 
@@ -147,7 +147,7 @@ def _segments(valid: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _running_sum(x: np.ndarray, dtype: type) -> np.ndarray:
     """``[0, x0, x0 + x1, ...]`` (sequential cumulative sum, in ``dtype``)."""
-    run = np.empty(x.size + 1, dtype=dtype)
+    run: np.ndarray = np.empty(x.size + 1, dtype=dtype)
     run[0] = 0
     np.cumsum(x, out=run[1:])
     return run
@@ -352,7 +352,7 @@ def _desaturation_events(
     """
     if cands.size == 0:
         return 0, 0
-    back = int(math.floor(EVENT_MAX_S / dt + _EPS))  # samples an event may span
+    back = math.floor(EVENT_MAX_S / dt + _EPS)  # samples an event may span
     pad = _search_pad(s, valid, s_int, back)
     runs = _candidate_runs(cands, baseline, pad, seg_first, seg_last, back)
     trig, starts, ends = _walk_events(runs, pad, baseline, valid, back, dt)
@@ -413,27 +413,29 @@ def night_metrics(
     minutes_per_sample = dt / 60.0
     t90_min = int(np.count_nonzero(sv < 90.0)) * minutes_per_sample
     t88_min = int(np.count_nonzero(low_v)) * minutes_per_sample
-    has_pulse = valid & (p == p)  # p == p: not NaN
+    has_pulse = valid & ~np.isnan(p)
     n_pulse = int(np.count_nonzero(has_pulse))
     mean_pulse = float(np.sum(p, where=has_pulse)) / n_pulse if n_pulse else None
     del p, has_pulse  # keep the working set small (it is cache-bound on a busy machine)
 
     # Segments: consecutive valid samples separated by an invalid gap > 10 s start a new one.
-    max_gap = int(math.floor(RUN_GAP_BRIDGE_S / dt + _EPS))  # invalid samples a bridge may span
+    max_gap = math.floor(RUN_GAP_BRIDGE_S / dt + _EPS)  # invalid samples a bridge may span
     longest_s = _longest_run_s(low_v, valid_before, max_gap, dt)
     seg_first, seg_last = _segments(valid, max_gap)
 
     # Baseline: mean of valid samples in [t - 120 s, t), needs >= 60 s of valid samples.
     # Whole per cent (what oximeters report): window sums in int32 are exact, so they equal the
     # float running sums bit for bit (every partial sum is an exact integer) at a third of the cost.
-    win = int(round(BASELINE_WINDOW_S / dt))
+    win = round(BASELINE_WINDOW_S / dt)
     s_zero = np.where(valid, s, 0.0)
-    s_int: np.ndarray | None = s_zero.astype(np.int32)  # 0 or 50..100: no overflow (n <= 200,000)
-    if np.array_equal(s_int, s_zero):
+    whole = s_zero.astype(np.int32)  # 0 or 50..100: no overflow (n <= 200,000)
+    s_int: np.ndarray | None = None
+    if np.array_equal(whole, s_zero):
+        s_int = whole
         w_sum = _window_sum(_running_sum(s_int, np.int32), win)
         del s_zero
     else:
-        s_int = None  # not whole per cent: no integer shortcuts
+        del whole  # not whole per cent: no integer shortcuts
         w_sum = _window_sum(_running_sum(s_zero, np.float64), win)
     w_cnt = _window_sum(valid_before, win)
     ok = valid & (w_cnt >= math.ceil(BASELINE_MIN_VALID_S / dt - _EPS))

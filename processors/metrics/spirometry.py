@@ -55,7 +55,7 @@ class GliPrediction:
 
     predicted_l: float
     lln_l: float
-    l: float  # noqa: E741 - LMS notation
+    l: float  # LMS notation (lambda)
     m: float
     s: float
     uln_l: float
@@ -91,21 +91,22 @@ class SpirometryMetrics:
 
 
 @cache
-def _tables() -> tuple[dict[tuple[str, str], tuple[float, ...]], dict[tuple[str, str], tuple[list[float], list[float]]]]:
+def _tables() -> tuple[
+    dict[tuple[str, str], tuple[float, ...]], dict[tuple[str, str], tuple[list[float], list[float]]]
+]:
     data = resources.files("processors.metrics").joinpath("data")
     coeffs: dict[tuple[str, str], tuple[float, ...]] = {}
-    with data.joinpath("gli_global_2022_coefficients.csv").open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            coeffs[(row["param"], row["sex"])] = tuple(
-                float(row[k]) for k in ("a0", "a1", "a2", "p0", "p1", "q0", "q1")
-            )
+    # Traversable.open takes no `newline`; the tables are plain ASCII numbers, one row per line
+    for row in csv.DictReader(data.joinpath("gli_global_2022_coefficients.csv").read_text().splitlines()):
+        coeffs[(row["param"], row["sex"])] = tuple(
+            float(row[k]) for k in ("a0", "a1", "a2", "p0", "p1", "q0", "q1")
+        )
     nodes: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-    with data.joinpath("gli_global_2022_splines.csv").open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            nodes.setdefault((row["param"], row["sex"]), []).append(
-                (float(row["age"]), float(row["Mspline"]), float(row["Sspline"]))
-            )
-    n_nodes = int(round((GLI_AGE_RANGE[1] - GLI_AGE_RANGE[0]) / _AGE_STEP)) + 1
+    for row in csv.DictReader(data.joinpath("gli_global_2022_splines.csv").read_text().splitlines()):
+        nodes.setdefault((row["param"], row["sex"]), []).append(
+            (float(row["age"]), float(row["Mspline"]), float(row["Sspline"]))
+        )
+    n_nodes = round((GLI_AGE_RANGE[1] - GLI_AGE_RANGE[0]) / _AGE_STEP) + 1
     splines: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
     for key, rows in nodes.items():
         rows.sort()
@@ -142,7 +143,7 @@ def gli_global(param: GliParam, sex: str, age_years: float, height_cm: float) ->
     a0, a1, a2, p0, p1, q0, q1 = coeffs[key]
     m_nodes, s_nodes = splines[key]
     pos = (age - GLI_AGE_RANGE[0]) / _AGE_STEP
-    j = min(int(math.floor(pos)), len(m_nodes) - 2)
+    j = min(math.floor(pos), len(m_nodes) - 2)
     w = pos - j
     mspline = m_nodes[j] if w == 0 else (1 - w) * m_nodes[j] + w * m_nodes[j + 1]
     sspline = s_nodes[j] if w == 0 else (1 - w) * s_nodes[j] + w * s_nodes[j + 1]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from processors.rules.expr import EvalContext, _round
+from processors.rules.expr import EvalContext, round_value
 from processors.rules.history import PatientHistory
 from processors.rules.loader import Rule, RuleSet
 from schemas.findings import SEVERITY_ORDER, Finding
@@ -43,7 +43,7 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, (datetime, date)):
         return v.isoformat()
     if isinstance(v, float):
-        return _round(v)
+        return round_value(v)
     if v is None or isinstance(v, (bool, int, str)):
         return v
     return str(v)
@@ -134,10 +134,11 @@ def transition(
     at_iso = at.isoformat()
     for v in verdicts:
         prev = history.open.get(v.rule_id)
-        common = dict(
-            patient_id=history.patient_id, rule_id=v.rule_id, rule_version=v.rule_version, category=v.category,
-            at=at, action=v.action, citation=v.citation, upload_id=upload_id, received_at=received_at,
-        )
+        common: dict[str, Any] = {
+            "patient_id": history.patient_id, "rule_id": v.rule_id, "rule_version": v.rule_version,
+            "category": v.category, "at": at, "action": v.action, "citation": v.citation, "upload_id": upload_id,
+            "received_at": received_at,
+        }
         if v.holds and v.severity is not None:
             if prev is not None and prev["severity"] == v.severity:
                 continue
@@ -154,11 +155,11 @@ def transition(
                 "severity": v.severity, "category": v.category, "opened_at": opened_at, "changed_at": at_iso,
                 "rule_version": v.rule_version,
             }
-            out.append(Finding(severity=v.severity, state="open", evidence=evidence, **common))  # type: ignore[arg-type]
+            out.append(Finding(severity=v.severity, state="open", evidence=evidence, **common))
         elif prev is not None:
             evidence = dict(v.evidence)
             evidence["change"] = "resolved"
             evidence["opened_at"] = prev["opened_at"]
             del history.open[v.rule_id]
-            out.append(Finding(severity=prev["severity"], state="resolved", evidence=evidence, **common))  # type: ignore[arg-type]
+            out.append(Finding(severity=prev["severity"], state="resolved", evidence=evidence, **common))
     return out

@@ -38,8 +38,7 @@ def tick(
     """
     if history.evaluated_at is not None:
         last = datetime.fromisoformat(history.evaluated_at)
-        if at < last:
-            at = last
+        at = max(at, last)
     verdicts = evaluate(rules, history, at, changes_only=True)
     findings = transition(history, verdicts, at, upload_id=upload_id, received_at=received_at)
     history.evaluated_at = at.isoformat()

@@ -17,7 +17,7 @@ import dataclasses
 import json
 from bisect import insort
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
@@ -56,7 +56,7 @@ def record_kind(record: Record) -> str:
 
 
 def _utc(dt: datetime) -> datetime:
-    return dt.astimezone(timezone.utc)
+    return dt.astimezone(UTC)
 
 
 _DATED_BY = {"spiro": "taken_at", "alsfrs": "taken_at", "oxi": "start", "niv": "night_date"}
@@ -76,7 +76,7 @@ def event_time(record: Record | Envelope) -> datetime:
     if isinstance(record, OximetryNight):
         return _utc(record.start + timedelta(seconds=record.duration_s))
     if isinstance(record, NivNight):
-        return datetime.combine(record.night_date + timedelta(days=1), NIV_DAY_END, tzinfo=timezone.utc)
+        return datetime.combine(record.night_date + timedelta(days=1), NIV_DAY_END, tzinfo=UTC)
     raise TypeError(f"not a canonical record: {type(record).__name__}")
 
 
@@ -123,7 +123,7 @@ class PatientHistory:
     def __init__(self, patient_id: str, keep_days: int | Mapping[str, int] = KEEP_DAYS,
                  keep_max: int = KEEP_MAX_PER_KIND):
         self.patient_id = patient_id
-        self.keep_days = keep_days  # type: ignore[assignment]  # the setter takes an int or a mapping
+        self.keep_days = keep_days  # the setter takes an int or a mapping
         self.keep_max = keep_max
         self._rows: dict[str, list[dict[str, Any]]] = {s: [] for s in STORES}
         self.first_event_ts: dict[str, float] = {}
@@ -286,7 +286,7 @@ class PatientHistory:
     def last_event(self, kind: str | None = None) -> datetime | None:
         """Event time of the newest record (of a kind, or of any kind): the last upload's data."""
         values = list(self.last_event_ts.values()) if kind is None else _present(self.last_event_ts.get(kind))
-        return datetime.fromtimestamp(max(values), tz=timezone.utc) if values else None
+        return datetime.fromtimestamp(max(values), tz=UTC) if values else None
 
     def open_findings(self) -> dict[str, dict[str, Any]]:
         return self.open

@@ -1,26 +1,42 @@
 """Load and validate a versioned rules file, optionally with a site override file.
 
-Every check happens here, at load time: YAML shape, field names and types, severity tiers, and
-every expression (syntax, names, functions, types). A file that loads is a file that evaluates.
-Errors are :class:`RulesError` whose message names the file, the rule and the field::
+Every check happens here, at load time: the YAML's shape (the pydantic models of
+:mod:`processors.rules.rulefile`), a site's changes against the rules they change, every expression
+(syntax, names, functions, types) and the history each expression reads. A file that loads is a
+file that evaluates. Errors are :class:`RulesError` whose message names the file, the rule and the
+field::
 
     site.yaml: rule NS-FVC50: field 'when': unknown name 'fvc'
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
-from processors.rules.expr import BOOL, LIST, NUM, STR, Compiled, ExprError, Scope, SeriesNode, compile_expr
+from processors.rules.expr import BOOL, Compiled, ExprError, Node, Scope, SeriesNode, compile_expr
 from processors.rules.history import KEEP_DAYS, KEEP_MAX_PER_KIND, STORES
 from processors.rules.lookback import needs, row_needs
+from processors.rules.rulefile import (
+    CATEGORIES,
+    SEVERITIES,
+    RuleChange,
+    RulesFile,
+    RuleSpec,
+    SiteFile,
+    SiteHistory,
+    TierSpec,
+    locate,
+    message,
+    param_kind,
+    tiers_problem,
+)
 
 __all__ = [
     "CATEGORIES",
@@ -34,15 +50,8 @@ __all__ = [
 ]
 
 DEFAULT_RULES = Path(__file__).with_name("default.yaml")
-CATEGORIES = ("NIV_START", "NIV_ESCALATE", "TRACH_DISCUSS", "DATA_QUALITY")
-SEVERITIES = ("info", "warn", "high", "urgent")
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
-_RULE_FIELDS = {"id", "title", "category", "severity", "applies", "params", "let", "when", "evidence", "action",
-                "advice", "citation", "enabled", "notes"}
-_REQUIRED = ("id", "category", "severity", "when", "action", "citation")
-_OVERRIDE_FIELDS = {"params", "severity", "enabled"}
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+_MAX = "keep_max_per_kind"
 
 
 class RulesError(ValueError):
@@ -120,6 +129,8 @@ class RuleSet:
 
 
 # ------------------------------------------------------------------------------------------------
+# reading and shape
+# ------------------------------------------------------------------------------------------------
 def _read_yaml(path: Path) -> Any:
     label = str(path)
     try:
@@ -135,181 +146,183 @@ def _read_yaml(path: Path) -> Any:
         raise RulesError(label, f"invalid YAML{pos}: {problem}") from None
 
 
-def _param_kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return BOOL
-    if isinstance(v, (int, float)):
-        return NUM
-    if isinstance(v, str):
-        return STR
-    if isinstance(v, list) and all(isinstance(i, (int, float, str)) and not isinstance(i, bool) for i in v):
-        return LIST
-    return "invalid"
+_M = TypeVar("_M", bound=BaseModel)
 
 
-class _Builder:
-    def __init__(self, version: str, definitions: dict[str, Compiled]):
-        self.version = version
-        self.definitions = definitions
-        self.def_types = {k: v.typ for k, v in definitions.items()}
+def _validate(model: type[_M], data: Any, label: str) -> _M:
+    """The file's data as `model`; its first problem as a one-line error naming the rule and field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        rule_id, fld = locate(first["loc"], data)
+        raise RulesError(label, message(first), rule_id, fld) from None
 
-    def build(self, raw: Mapping[str, Any], origin: Mapping[str, str], default_file: str) -> Rule:
-        rid = raw.get("id")
 
-        def err(fld: str | None, msg: str) -> RulesError:
-            top = re.split(r"[.\[]", fld or "")[0]
-            return RulesError(origin.get(top, default_file), msg, str(rid), fld)
+# ------------------------------------------------------------------------------------------------
+# the rules file with a site's changes, before compiling
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class _Draft:
+    """The rules file with a site's changes applied, and which file set what (for errors)."""
 
-        for key in raw:
-            if key not in _RULE_FIELDS:
-                raise err(None, f"unknown field '{key}' (fields: {', '.join(sorted(_RULE_FIELDS))})")
-        for key in _REQUIRED:
-            if raw.get(key) in (None, "", []):
-                raise err(key, "is required")
-        category = raw["category"]
-        if category not in CATEGORIES:
-            raise err("category", f"must be one of {', '.join(CATEGORIES)}, got {category!r}")
+    version: str
+    specs: dict[str, RuleSpec]
+    definitions: dict[str, str]
+    keep_days: dict[str, int]
+    keep_max: int
+    files: list[str]
+    keep_origin: dict[str, str]
+    """Retention setting (a store, or keep_max_per_kind) -> the file that set it."""
+    origins: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Rule id -> {field a site changed: the site file}."""
+    def_origin: dict[str, str] = field(default_factory=dict)
+    """'definitions.<name>' -> the site file that replaced it."""
 
-        params = raw.get("params") or {}
-        if not isinstance(params, Mapping):
-            raise err("params", "must be a mapping of name: value")
-        for name, value in params.items():
-            if not isinstance(name, str) or not _NAME_RE.match(name):
-                raise err("params", f"param name {name!r} must be lower_case")
-            if _param_kind(value) == "invalid":
-                raise err("params", f"param '{name}' must be a number, yes/no, text or list, got {value!r}")
+    @classmethod
+    def of(cls, rules: RulesFile, label: str) -> _Draft:
+        keep_days = dict(rules.history.keep_days) if rules.history else {s: KEEP_DAYS for s in STORES}
+        keep_max = rules.history.keep_max_per_kind if rules.history else KEEP_MAX_PER_KIND
+        return cls(version=rules.version, specs={r.id: r for r in rules.rules},
+                   definitions=dict(rules.definitions), keep_days=keep_days, keep_max=keep_max, files=[label],
+                   keep_origin={**{s: label for s in keep_days}, _MAX: label},
+                   origins={r.id: {} for r in rules.rules})
 
-        def compile_field(fld: str, source: Any, lets: Mapping[str, Any], scalar: bool = True) -> Compiled:
-            if isinstance(source, bool) or not isinstance(source, str):
-                raise err(fld, f"must be an expression in quotes, got {source!r}")
-            try:
-                compiled = compile_expr(source, Scope(params, lets, self.def_types))
-            except ExprError as exc:
-                raise err(fld, str(exc)) from None
-            if scalar and isinstance(compiled.node, SeriesNode):
-                raise err(fld, f"'{compiled.source}' is a series; use latest(...), count(...) or another aggregate")
-            return compiled
+    def apply(self, site: SiteFile, label: str) -> None:
+        """A site's version, retention, definitions and rule changes (params, severity, enabled)."""
+        self.files.append(label)
+        self.version = f"{self.version}+{site.version or 'site'}"
+        if site.history is not None:
+            self._retention(site.history, label)
+        for name, source in site.definitions.items():
+            if name not in self.definitions:
+                raise RulesError(label, f"unknown definition '{name}' (known: {', '.join(self.definitions)})",
+                                 field=f"definitions.{name}")
+            self.definitions[name] = source
+            self.def_origin[f"definitions.{name}"] = label
+        for rule_id, change in site.rules.items():
+            if rule_id not in self.specs:
+                raise RulesError(label, "unknown rule id", rule_id)
+            self._change(self.specs[rule_id], change, label)
 
-        # let: named sub-expressions, in order, usable by later lets, when, tiers, evidence, advice
-        let_nodes: dict[str, Any] = {}
-        lets: list[tuple[str, Compiled]] = []
-        raw_lets = raw.get("let") or {}
-        if not isinstance(raw_lets, Mapping):
-            raise err("let", "must be a mapping of name: expression")
-        for name, source in raw_lets.items():
-            if not isinstance(name, str) or not _NAME_RE.match(name):
-                raise err(f"let.{name}", "name must be lower_case")
+    def _retention(self, history: SiteHistory, label: str) -> None:
+        for store, days in history.keep_days.items():
+            if days != self.keep_days[store]:
+                self.keep_days[store], self.keep_origin[store] = days, label
+        if _MAX in history.model_fields_set and history.keep_max_per_kind != self.keep_max:
+            self.keep_max, self.keep_origin[_MAX] = history.keep_max_per_kind, label
+
+    def _change(self, spec: RuleSpec, change: RuleChange, label: str) -> None:
+        update: dict[str, Any] = {}
+        if "params" in change.model_fields_set:
+            update["params"] = _changed_params(spec, change.params, label)
+        if "severity" in change.model_fields_set:
+            update["severity"] = _changed_tiers(spec, change.severity, label)
+        if "enabled" in change.model_fields_set:
+            update["enabled"] = change.enabled
+        self.specs[spec.id] = spec.model_copy(update=update)
+        self.origins[spec.id] |= {f: label for f in update}
+
+
+def _changed_params(spec: RuleSpec, new: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """A site changes a rule's params by name, each keeping the type of the default."""
+    params = dict(spec.params)
+    for name, value in new.items():
+        if name not in params:
+            known = ", ".join(sorted(params)) or "none"
+            raise RulesError(label, f"unknown param '{name}' (params of this rule: {known})", spec.id, "params")
+        if param_kind(value) != param_kind(params[name]):
+            raise RulesError(label, f"param '{name}' must be a {param_kind(params[name])} like the default "
+                             f"({params[name]!r}), got {value!r}", spec.id, "params")
+        params[name] = value
+    return params
+
+
+def _changed_tiers(spec: RuleSpec, new: tuple[TierSpec, ...] | Mapping[str, str], label: str
+                   ) -> tuple[TierSpec, ...]:
+    """New tiers, or {old level: new level}: the rule's tiers with their conditions, levels remapped."""
+    if not isinstance(new, Mapping):
+        return new
+    levels = {t.level for t in spec.severity}
+    for old in new:
+        if old not in levels:
+            raise RulesError(label, f"level '{old}' is not a level of this rule ({', '.join(sorted(levels))})",
+                             spec.id, "severity")
+    tiers = tuple(t.model_copy(update={"level": new.get(t.level, t.level)}) for t in spec.severity)
+    problem = tiers_problem(tiers)
+    if problem:
+        raise RulesError(label, problem, spec.id, "severity")
+    return tiers
+
+
+# ------------------------------------------------------------------------------------------------
+# compiling
+# ------------------------------------------------------------------------------------------------
+class _RuleCompiler:
+    """Compiles one rule's expressions; an error names the file that wrote (or last changed) the field."""
+
+    def __init__(self, spec: RuleSpec, origin: Mapping[str, str], base: str, def_types: Mapping[str, Any]):
+        self.spec, self.origin, self.base, self.def_types = spec, origin, base, def_types
+        self.let_nodes: dict[str, Node] = {}
+
+    def error(self, fld: str, msg: str) -> RulesError:
+        top = re.split(r"[.\[]", fld)[0]
+        return RulesError(self.origin.get(top, self.base), msg, self.spec.id, fld)
+
+    def expression(self, fld: str, source: str, scalar: bool = True) -> Compiled:
+        try:
+            compiled = compile_expr(source, Scope(self.spec.params, self.let_nodes, self.def_types))
+        except ExprError as exc:
+            raise self.error(fld, str(exc)) from None
+        if scalar and isinstance(compiled.node, SeriesNode):
+            raise self.error(fld, f"'{compiled.source}' is a series; use latest(...), count(...) or another aggregate")
+        return compiled
+
+    def condition(self, fld: str, source: str) -> Compiled:
+        compiled = self.expression(fld, source)
+        if compiled.typ not in (BOOL, "any"):
+            shown = f"'{compiled.source}' " if fld == "when" else ""
+            raise self.error(fld, f"{shown}must be a yes/no condition, it is {compiled.typ}")
+        return compiled
+
+    def lets(self) -> tuple[tuple[str, Compiled], ...]:
+        """Named sub-expressions, in order, each usable by the later ones and every other field."""
+        out = []
+        for name, source in self.spec.let.items():
             if name in self.def_types or name == "params":
-                raise err(f"let.{name}", "name is already a definition")
-            compiled = compile_field(f"let.{name}", source, let_nodes, scalar=False)
-            let_nodes[name] = compiled.node
-            lets.append((name, compiled))
+                raise self.error(f"let.{name}", "name is already a definition")
+            compiled = self.expression(f"let.{name}", source, scalar=False)
+            self.let_nodes[name] = compiled.node
+            out.append((name, compiled))
+        return tuple(out)
 
-        when = compile_field("when", raw["when"], let_nodes)
-        if when.typ not in (BOOL, "any"):
-            raise err("when", f"'{when.source}' must be a yes/no condition, it is {when.typ}")
-        applies = None
-        if raw.get("applies") is not None:
-            applies = compile_field("applies", raw["applies"], let_nodes)
-            if applies.typ not in (BOOL, "any"):
-                raise err("applies", f"must be a yes/no condition, it is {applies.typ}")
-
-        tiers = self._tiers(raw["severity"], let_nodes, compile_field, err)
-
-        evidence: list[tuple[str, Compiled]] = []
-        raw_ev = raw.get("evidence") or {}
-        if not isinstance(raw_ev, Mapping):
-            raise err("evidence", "must be a mapping of name: expression")
-        for name, source in raw_ev.items():
-            if not isinstance(name, str) or not _NAME_RE.match(name):
-                raise err(f"evidence.{name}", "name must be lower_case")
-            evidence.append((name, compile_field(f"evidence.{name}", source, let_nodes)))
-
-        action = raw["action"]
-        if not isinstance(action, str):
-            raise err("action", "must be text")
-        advice: list[tuple[Compiled, str]] = []
-        raw_adv = raw.get("advice") or []
-        if not isinstance(raw_adv, list):
-            raise err("advice", "must be a list of {when, text}")
-        for i, item in enumerate(raw_adv):
-            if not isinstance(item, Mapping) or set(item) != {"when", "text"} or not isinstance(item["text"], str):
-                raise err(f"advice[{i}]", "must have exactly 'when' and 'text'")
-            advice.append((compile_field(f"advice[{i}].when", item["when"], let_nodes), " ".join(item["text"].split())))
-
-        citation, sources = self._citation(raw["citation"], err)
-        enabled = raw.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise err("enabled", "must be true or false")
-        title = raw.get("title", "")
-        if not isinstance(title, str):
-            raise err("title", "must be text")
-        return Rule(
-            id=str(rid), category=category, tiers=tiers, when=when, params=dict(params), lets=tuple(lets),
-            evidence=tuple(evidence), action=" ".join(action.split()), advice=tuple(advice), citation=citation,
-            sources=sources, applies=applies, enabled=enabled, title=title, version=self.version,
-        )
-
-    @staticmethod
-    def _tiers(raw: Any, lets: Mapping[str, Any], compile_field: Any, err: Any) -> tuple[Tier, ...]:
-        if isinstance(raw, str):
-            if raw not in SEVERITIES:
-                raise err("severity", f"must be one of {', '.join(SEVERITIES)}, got {raw!r}")
-            return (Tier(raw, None),)
-        if not isinstance(raw, list) or not raw:
-            raise err("severity", "must be a level (info, warn, high, urgent) or a list of {level, when}")
-        tiers: list[Tier] = []
-        for i, item in enumerate(raw):
-            fld = f"severity[{i}]"
-            if isinstance(item, str):
-                item = {"level": item}
-            if not isinstance(item, Mapping) or "level" not in item or set(item) - {"level", "when"}:
-                raise err(fld, "must be {level: ..., when: ...} (when optional for the base level)")
-            level = item["level"]
-            if level not in SEVERITIES:
-                raise err(fld, f"level must be one of {', '.join(SEVERITIES)}, got {level!r}")
-            cond = None
-            if item.get("when") is not None:
-                cond = compile_field(f"{fld}.when", item["when"], lets)
-                if cond.typ not in (BOOL, "any"):
-                    raise err(f"{fld}.when", f"must be a yes/no condition, it is {cond.typ}")
-            tiers.append(Tier(level, cond))
-        bases = [t for t in tiers if t.when is None]
-        if len(bases) != 1:
-            raise err("severity", "exactly one tier must have no 'when' (the level used when the rule holds)")
-        if len({t.level for t in tiers}) != len(tiers):
-            raise err("severity", "each level may appear once")
+    def tiers(self) -> tuple[Tier, ...]:
+        tiers = [Tier(t.level, None if t.when is None else self.condition(f"severity[{i}].when", t.when))
+                 for i, t in enumerate(self.spec.severity)]
         return tuple(sorted(tiers, key=lambda t: -_RANK[t.level]))
 
-    @staticmethod
-    def _citation(raw: Any, err: Any) -> tuple[str, tuple[str, ...]]:
-        if isinstance(raw, str):
-            return " ".join(raw.split()), ()
-        if not isinstance(raw, Mapping) or set(raw) - {"sources", "text"} or "sources" not in raw:
-            raise err("citation", "must be text or {sources: [ids], text: ...}")
-        sources = raw["sources"]
-        if isinstance(sources, str):
-            sources = [sources]
-        if not isinstance(sources, list) or not sources or not all(isinstance(s, str) for s in sources):
-            raise err("citation", "sources must be a non-empty list of source ids")
-        text = " ".join(str(raw.get("text", "")).split())
-        rendered = "; ".join(sources) + (f" — {text}" if text else "")
-        return rendered, tuple(sources)
+    def rule(self, version: str) -> Rule:
+        spec = self.spec
+        lets = self.lets()
+        when = self.condition("when", spec.when)
+        applies = None if spec.applies is None else self.condition("applies", spec.applies)
+        tiers = self.tiers()
+        evidence = tuple((name, self.expression(f"evidence.{name}", source)) for name, source in spec.evidence.items())
+        advice = tuple((self.expression(f"advice[{i}].when", a.when), a.text) for i, a in enumerate(spec.advice))
+        return Rule(
+            id=spec.id, category=spec.category, tiers=tiers, when=when, params=dict(spec.params), lets=lets,
+            evidence=evidence, action=spec.action, advice=advice, citation=spec.citation.rendered,
+            sources=tuple(spec.citation.sources), applies=applies, enabled=spec.enabled, title=spec.title,
+            version=version,
+        )
 
 
-def _compile_definitions(raw: Any, origin: Mapping[str, str], default_file: str) -> dict[str, Compiled]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise RulesError(default_file, "must be a mapping of name: expression", field="definitions")
+def _compile_definitions(sources: Mapping[str, str], origin: Mapping[str, str], base: str) -> dict[str, Compiled]:
+    """Shared conditions, in order: each may use the ones before it, never params."""
     out: dict[str, Compiled] = {}
-    for name, source in raw.items():
+    for name, source in sources.items():
         fld = f"definitions.{name}"
-        file = origin.get(fld, default_file)
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise RulesError(file, "name must be lower_case", field=fld)
-        if not isinstance(source, str):
-            raise RulesError(file, f"must be an expression in quotes, got {source!r}", field=fld)
+        file = origin.get(fld, base)
         try:
             compiled = compile_expr(source, Scope({}, {}, {k: v.typ for k, v in out.items()}, allow_params=False))
         except ExprError as exc:
@@ -318,67 +331,6 @@ def _compile_definitions(raw: Any, origin: Mapping[str, str], default_file: str)
             raise RulesError(file, "a definition must be a single value, not a series", field=fld)
         out[name] = compiled
     return out
-
-
-def _override_entries(data: Any, label: str) -> dict[str, dict[str, Any]]:
-    raw = data.get("rules", {}) if isinstance(data, Mapping) else None
-    if raw is None:
-        return {}
-    entries: dict[str, dict[str, Any]] = {}
-    if isinstance(raw, list):
-        for i, item in enumerate(raw):
-            if not isinstance(item, Mapping) or "id" not in item:
-                raise RulesError(label, "each override needs an 'id'", field=f"rules[{i}]")
-            entries[str(item["id"])] = {k: v for k, v in item.items() if k != "id"}
-    elif isinstance(raw, Mapping):
-        for rid, item in raw.items():
-            if not isinstance(item, Mapping):
-                raise RulesError(label, "override must be a mapping (params, severity, enabled)", str(rid))
-            entries[str(rid)] = dict(item)
-    else:
-        raise RulesError(label, "must be a mapping of rule id -> changes", field="rules")
-    return entries
-
-
-def _apply_override(rid: str, base: dict[str, Any], change: Mapping[str, Any], label: str) -> set[str]:
-    touched = set()
-    for key, value in change.items():
-        if key not in _OVERRIDE_FIELDS:
-            raise RulesError(label, f"cannot be overridden (a site may change {', '.join(sorted(_OVERRIDE_FIELDS))})",
-                             rid, key)
-        if key == "params":
-            if not isinstance(value, Mapping):
-                raise RulesError(label, "must be a mapping of name: value", rid, "params")
-            params = dict(base.get("params") or {})
-            for name, v in value.items():
-                if name not in params:
-                    known = ", ".join(sorted(params)) or "none"
-                    raise RulesError(label, f"unknown param '{name}' (params of this rule: {known})", rid, "params")
-                if _param_kind(v) != _param_kind(params[name]):
-                    raise RulesError(label, f"param '{name}' must be a {_param_kind(params[name])} like the default "
-                                     f"({params[name]!r}), got {v!r}", rid, "params")
-                params[name] = v
-            base["params"] = params
-            touched.add("params")
-        elif key == "severity" and isinstance(value, Mapping):
-            # {old_level: new_level}: remap the levels of a tiered rule, keeping its conditions
-            tiers = base["severity"]
-            tiers = [{"level": tiers}] if isinstance(tiers, str) else copy.deepcopy(tiers)
-            levels = {t["level"] if isinstance(t, Mapping) else t for t in tiers}
-            for old, new in value.items():
-                if old not in levels:
-                    raise RulesError(label, f"level '{old}' is not a level of this rule ({', '.join(sorted(levels))})",
-                                     rid, "severity")
-            for i, t in enumerate(tiers):
-                t = {"level": t} if isinstance(t, str) else dict(t)
-                t["level"] = value.get(t["level"], t["level"])
-                tiers[i] = t
-            base["severity"] = tiers
-            touched.add("severity")
-        else:
-            base[key] = value
-            touched.add(key)
-    return touched
 
 
 def load_rules(path: Path | str | None = None, overrides: Path | str | None = None) -> RuleSet:
@@ -390,132 +342,26 @@ def load_rules(path: Path | str | None = None, overrides: Path | str | None = No
     """
     path = Path(path) if path is not None else DEFAULT_RULES
     label = str(path)
-    data = _read_yaml(path)
-    if not isinstance(data, Mapping):
-        raise RulesError(label, "must be a mapping with 'version' and 'rules'")
-    unknown = set(data) - {"version", "definitions", "history", "rules", "notes"}
-    if unknown:
-        raise RulesError(label, f"unknown top-level field(s): {', '.join(sorted(map(str, unknown)))}")
-    keep_days = _keep_days(data.get("history"), {s: KEEP_DAYS for s in STORES}, label)
-    keep_origin = {s: label for s in keep_days}
-    keep_max = _keep_max(data.get("history"), KEEP_MAX_PER_KIND, label)
-    keep_origin[_MAX] = label
-    version = data.get("version")
-    if not isinstance(version, str) or not version.strip():
-        raise RulesError(label, "must be a quoted version string such as \"0.1.0\"", field="version")
-    raw_rules = data.get("rules")
-    if not isinstance(raw_rules, list) or not raw_rules:
-        raise RulesError(label, "must be a non-empty list of rules", field="rules")
-    raws: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(raw_rules):
-        if not isinstance(raw, Mapping):
-            raise RulesError(label, "must be a mapping", field=f"rules[{i}]")
-        rid = raw.get("id")
-        if not isinstance(rid, str) or not _ID_RE.match(rid):
-            raise RulesError(label, f"id {rid!r} must be text of letters, digits, '.', '_' or '-'", field=f"rules[{i}].id")
-        if rid in seen:
-            raise RulesError(label, "duplicate rule id", rid, "id")
-        seen.add(rid)
-        raws.append(dict(raw))
-
-    definitions_raw = dict(data.get("definitions") or {}) if isinstance(data.get("definitions"), Mapping) else data.get("definitions")
-    def_origin: dict[str, str] = {}
-    origins: dict[str, dict[str, str]] = {r["id"]: {} for r in raws}
-    files = [label]
+    draft = _Draft.of(_validate(RulesFile, _read_yaml(path), label), label)
     if overrides is not None:
-        opath = Path(overrides)
-        olabel = str(opath)
-        files.append(olabel)
-        odata = _read_yaml(opath)
-        if odata is None:
-            odata = {}
-        if not isinstance(odata, Mapping):
-            raise RulesError(olabel, "must be a mapping with 'rules' (and optional 'version', 'definitions')")
-        unknown = set(odata) - {"version", "definitions", "history", "rules", "notes"}
-        if unknown:
-            raise RulesError(olabel, f"unknown top-level field(s): {', '.join(sorted(map(str, unknown)))}")
-        site_keep = _keep_days(odata.get("history"), keep_days, olabel, partial=True)
-        keep_origin |= {s: olabel for s in site_keep if site_keep[s] != keep_days[s]}
-        keep_days = site_keep
-        site_max = _keep_max(odata.get("history"), keep_max, olabel)
-        keep_origin[_MAX] = olabel if site_max != keep_max else keep_origin[_MAX]
-        keep_max = site_max
-        site_version = odata.get("version")
-        if site_version is not None and not isinstance(site_version, str):
-            raise RulesError(olabel, "must be a quoted string", field="version")
-        version = f"{version}+{site_version or 'site'}"
-        odefs = odata.get("definitions")
-        if odefs is not None:
-            if not isinstance(odefs, Mapping) or not isinstance(definitions_raw, Mapping):
-                raise RulesError(olabel, "must be a mapping of name: expression", field="definitions")
-            for name, source in odefs.items():
-                if name not in definitions_raw:
-                    raise RulesError(olabel, f"unknown definition '{name}' (known: "
-                                     f"{', '.join(definitions_raw)})", field=f"definitions.{name}")
-                definitions_raw[name] = source
-                def_origin[f"definitions.{name}"] = olabel
-        by_id = {r["id"]: r for r in raws}
-        for rid, change in _override_entries(odata, olabel).items():
-            if rid not in by_id:
-                raise RulesError(olabel, "unknown rule id", rid)
-            for fld in _apply_override(rid, by_id[rid], change, olabel):
-                origins[rid][fld] = olabel
-
-    definitions = _compile_definitions(definitions_raw, def_origin, label)
-    builder = _Builder(version, definitions)
-    rules = [builder.build(raw, origins[raw["id"]], label) for raw in raws]
-    rule_set = RuleSet(version=version, rules=rules, definitions=definitions, files=tuple(files),
-                       keep_days=keep_days, keep_max_per_kind=keep_max)
-    changed_by = {rid: next(iter(o.values())) for rid, o in origins.items() if o}
-    changed_by |= {name.removeprefix("definitions."): file for name, file in def_origin.items()}
-    _check_windows_kept(rule_set, keep_origin, changed_by, label)
+        olabel = str(Path(overrides))
+        odata = _read_yaml(Path(overrides))
+        draft.apply(_validate(SiteFile, {} if odata is None else odata, olabel), olabel)
+    definitions = _compile_definitions(draft.definitions, draft.def_origin, label)
+    def_types = {k: v.typ for k, v in definitions.items()}
+    rules = [_RuleCompiler(spec, draft.origins[rid], label, def_types).rule(draft.version)
+             for rid, spec in draft.specs.items()]
+    rule_set = RuleSet(version=draft.version, rules=rules, definitions=definitions, files=tuple(draft.files),
+                       keep_days=draft.keep_days, keep_max_per_kind=draft.keep_max)
+    changed_by = {rid: next(iter(o.values())) for rid, o in draft.origins.items() if o}
+    changed_by |= {name.removeprefix("definitions."): file for name, file in draft.def_origin.items()}
+    _check_windows_kept(rule_set, draft.keep_origin, changed_by, label)
     return rule_set
 
 
-_MAX = "keep_max_per_kind"
-_HISTORY_FIELDS = {"keep_days", _MAX, "notes"}
-_MAX_ROWS = 100_000
-
-
-def _keep_days(raw: Any, base: Mapping[str, int], label: str, partial: bool = False) -> dict[str, int]:
-    """`history: {keep_days: {spiro: 400, oxi: 120, niv: 120, alsfrs: 400}}`; a site file may name some,
-    or none when it changes only `keep_max_per_kind`."""
-    out = dict(base)
-    if raw is None:
-        return out
-    if not isinstance(raw, Mapping) or set(raw) - _HISTORY_FIELDS:
-        raise RulesError(label, "must be a mapping with 'keep_days' (and optional 'keep_max_per_kind', 'notes')",
-                         field="history")
-    if partial and "keep_days" not in raw:
-        return out
-    days = raw.get("keep_days")
-    if not isinstance(days, Mapping):
-        raise RulesError(label, f"must be a mapping of {', '.join(STORES)} to days", field="history.keep_days")
-    missing = [s for s in STORES if s not in days]
-    if missing and not partial:
-        raise RulesError(label, f"missing {', '.join(missing)}", field="history.keep_days")
-    for store, value in days.items():
-        fld = f"history.keep_days.{store}"
-        if store not in STORES:
-            raise RulesError(label, f"unknown record kind (known: {', '.join(STORES)})", field=fld)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
-            raise RulesError(label, f"must be a whole number of days from 1 to 3650, got {value!r}", field=fld)
-        out[store] = value
-    return out
-
-
-def _keep_max(raw: Any, base: int, label: str) -> int:
-    """`history: {keep_max_per_kind: 1000}`: rows kept per kind at most (the newest); optional."""
-    if not isinstance(raw, Mapping) or _MAX not in raw:
-        return base  # a history that is no mapping is refused by _keep_days
-    value = raw[_MAX]
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_ROWS:
-        raise RulesError(label, f"must be a whole number of rows from 1 to {_MAX_ROWS}, got {value!r}",
-                         field=f"history.{_MAX}")
-    return value
-
-
+# ------------------------------------------------------------------------------------------------
+# history the expressions read
+# ------------------------------------------------------------------------------------------------
 def _expressions(rule: Rule) -> Iterator[tuple[str, Compiled]]:
     yield "when", rule.when
     if rule.applies is not None:

@@ -82,6 +82,7 @@ def _walk(node: Node, into_lets: bool = True) -> Iterator[Node]:
 
 def _kw(call: Call, name: str, params: _Params) -> float | None:
     node = call.kwargs.get(name)
+    # _Params stands in for EvalContext: a window argument is a constant or a param, which read only .params
     return None if node is None else float(node.ev(params))  # type: ignore[arg-type]
 
 

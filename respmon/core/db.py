@@ -13,7 +13,8 @@ def connect(url: str, **kwargs: object) -> psycopg.Connection:
 
 def available_migrations() -> list[tuple[str, str]]:
     """(version, sql) pairs in order; a version is the file name without `.sql`."""
-    files = sorted(f for f in resources.files(MIGRATIONS_PACKAGE).iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in resources.files(MIGRATIONS_PACKAGE).iterdir() if f.name.endswith(".sql")),
+                   key=lambda f: f.name)
     return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
 
 
@@ -31,7 +32,7 @@ def migrate(url: str) -> list[str]:
                 done = conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (version,)).fetchone()
                 if done:
                     continue
-                conn.execute(sql)  # type: ignore[arg-type]
+                conn.execute(sql)
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                 applied.append(version)
     return applied

@@ -21,8 +21,10 @@ is then about max(RECONNECT_TIMEOUT_S / 2, CONNECTION_TIMEOUT_S) seconds, whatev
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, overload
 
+from psycopg import Connection
+from psycopg.rows import Row, RowFactory, TupleRow
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 log = logging.getLogger("respmon.db")
@@ -32,7 +34,7 @@ RECONNECT_TIMEOUT_S = 8.0
 CONNECT_TIMEOUT_S = 5  # libpq connect_timeout: a black-holed server cannot hold an attempt longer
 
 
-def _reconnect_failed(pool: AsyncConnectionPool | ConnectionPool) -> None:
+def _reconnect_failed(pool: AsyncConnectionPool[Any] | ConnectionPool[Any]) -> None:
     """Called by psycopg_pool when one attempt series gave up; the next waiting client starts another."""
     log.warning("database still unreachable; reconnecting on the next request",
                 extra={"pool": pool.name, "reconnect_timeout_s": RECONNECT_TIMEOUT_S})
@@ -50,20 +52,33 @@ def new_async_pool(url: str, min_size: int = 1, max_size: int = 4) -> AsyncConne
     )
 
 
-def new_sync_pool(url: str, min_size: int = 1, max_size: int = 8, **kwargs: Any) -> ConnectionPool:
+@overload
+def new_sync_pool(url: str, min_size: int = ..., max_size: int = ..., *,
+                  autocommit: bool = ...) -> ConnectionPool[Connection[TupleRow]]: ...
+@overload
+def new_sync_pool(url: str, min_size: int = ..., max_size: int = ..., *,
+                  autocommit: bool = ..., row_factory: RowFactory[Row]) -> ConnectionPool[Connection[Row]]: ...
+def new_sync_pool(url: str, min_size: int = 1, max_size: int = 8, *, autocommit: bool = False,
+                  row_factory: RowFactory[Any] | None = None) -> ConnectionPool[Any]:
     """Ingest's pool, with the same bounded reconnects (devices get 503 and retry during an outage, then
     uploads go through again within seconds). No `check` on checkout: ingest makes several short calls
-    per upload, and a connection the restarted server closed fails one request, which the device retries."""
+    per upload, and a connection the restarted server closed fails one request, which the device retries.
+
+    Its connections yield tuples, or the rows of `row_factory` (typed: `row_factory=dict_row` gives a
+    `ConnectionPool[Connection[DictRow]]`)."""
+    kwargs: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": autocommit}
+    if row_factory is not None:
+        kwargs["row_factory"] = row_factory
     return ConnectionPool(
         url, min_size=min_size, max_size=max_size, open=False,
         timeout=CONNECTION_TIMEOUT_S,
         reconnect_timeout=RECONNECT_TIMEOUT_S,
         reconnect_failed=_reconnect_failed,
-        kwargs={"connect_timeout": CONNECT_TIMEOUT_S, **kwargs},
+        kwargs=kwargs,
     )
 
 
-def answers(pool: ConnectionPool, timeout_s: float = 2.0) -> bool:
+def answers(pool: ConnectionPool[Any], timeout_s: float = 2.0) -> bool:
     """Whether PostgreSQL answers through `pool` within `timeout_s` (the readiness check of ingest and
     the team API)."""
     try:
@@ -74,7 +89,7 @@ def answers(pool: ConnectionPool, timeout_s: float = 2.0) -> bool:
     return True
 
 
-async def answers_async(get_pool: Callable[[], Awaitable[AsyncConnectionPool]], timeout_s: float = 3.0) -> bool:
+async def answers_async(get_pool: Callable[[], Awaitable[AsyncConnectionPool[Any]]], timeout_s: float = 3.0) -> bool:
     """`answers` for the worker's async pool, which it opens on first use: getting the pool counts
     against the same `timeout_s`."""
     async def ping() -> None:

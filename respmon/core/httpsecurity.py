@@ -57,7 +57,7 @@ def refuse_nul(value: str) -> str:
 NulFree = Annotated[str, AfterValidator(refuse_nul)]
 
 
-def secure_responses(app: FastAPI, pool: ConnectionPool, settings: Settings) -> None:
+def secure_responses(app: FastAPI, pool: ConnectionPool[Any], settings: Settings) -> None:
     """Install the hardening on `app`; `pool` checks the team tokens that open the API docs."""
     def authorize(token: str) -> bool:
         with pool.connection() as conn:
@@ -65,7 +65,7 @@ def secure_responses(app: FastAPI, pool: ConnectionPool, settings: Settings) -> 
 
     docs = {p for p in (app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p}
     app.add_exception_handler(RequestValidationError, validation_failed)  # type: ignore[arg-type]
-    app.add_middleware(HardenedHTTP, router=app.router, docs_paths=frozenset(docs),  # type: ignore[arg-type]
+    app.add_middleware(HardenedHTTP, router=app.router, docs_paths=frozenset(docs),
                        docs_enabled=settings.api_docs, authorize=authorize)
 
 

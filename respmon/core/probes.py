@@ -1,6 +1,8 @@
 """What every HTTP service has: liveness, readiness and Prometheus metrics routes, and the HTTP
 hardening of `respmon.core.httpsecurity` (installed here so that no service can have the routes without it)."""
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -11,7 +13,7 @@ from respmon.core.httpsecurity import secure_responses
 from respmon.core.settings import Settings, get_settings
 
 
-def add_probes(app: FastAPI, pool: ConnectionPool, settings: Settings | None = None) -> None:
+def add_probes(app: FastAPI, pool: ConnectionPool[Any], settings: Settings | None = None) -> None:
     """`/healthz` (the process answers), `/readyz` (503 while PostgreSQL does not answer: every call
     would fail anyway) and `/metrics`; then `secure_responses` (NUL refusal, JSON errors, security
     headers, docs for team tokens only)."""

@@ -9,10 +9,10 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class Settings(BaseSettings, frozen=True):
+class Settings(BaseSettings):
     """Defaults match the local stack started by infra/stack.sh; production overrides every one."""
 
-    model_config = SettingsConfigDict(env_prefix="RESPMON_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="RESPMON_", env_file=".env", extra="ignore", frozen=True)
 
     # Kafka
     kafka_bootstrap: str = "127.0.0.1:19092"

@@ -2,7 +2,7 @@
 
 import hashlib
 import secrets
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
@@ -24,7 +24,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def active_holder(conn: psycopg.Connection, table: CredentialTable, token: str) -> tuple[str, str] | None:
+def active_holder(conn: psycopg.Connection[Any], table: CredentialTable, token: str) -> tuple[str, str] | None:
     """(id, scope) of the active device or team member holding `token`, or None. One look-up for both
     kinds of credential, each in its own table, so a device token never opens a team route."""
     id_column, scope_column = _HOLDER_COLUMNS[table]

@@ -15,8 +15,9 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Self
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (this file: respmon/testing/privatestack.py)
 STACK_SH = ROOT / "infra" / "stack.sh"
 CACHED_LIBS = ROOT / ".stack" / "kafka" / "libs"
 # Broker settings shared by stack.sh's single broker and the fault tests' three-broker cluster.
@@ -58,11 +59,11 @@ class PrivateStack:
     def stack_sh(self, *args: str) -> None:
         """Run infra/stack.sh for this stack; its own log lines explain a failure."""
         done = subprocess.run([str(STACK_SH), *args], env={**os.environ, **self.env}, capture_output=True,
-                              text=True, timeout=240)
+                              text=True, timeout=240, check=False)  # the failure is raised below, with stderr
         if done.returncode != 0:
             raise RuntimeError(f"stack.sh {' '.join(args)} failed ({done.returncode}): {done.stderr[-2000:]}")
 
-    def start(self) -> PrivateStack:
+    def start(self) -> Self:
         """Start whatever of Kafka and PostgreSQL is not running (idempotent, like stack.sh start)."""
         self.stack_sh("start", "--no-schema")
         return self
@@ -90,7 +91,7 @@ class PrivateStack:
             return None
         return pid
 
-    def __enter__(self) -> PrivateStack:
+    def __enter__(self) -> Self:
         try:
             return self.start()
         except BaseException:  # half started (PostgreSQL up, Kafka not): leave nothing running

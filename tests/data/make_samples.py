@@ -105,14 +105,14 @@ ALS-001,2026-01-05T10:15:00+01:00,3.20,78,2.71,3.31,-62,88,64,310,sitting,male,6
 ALS-001,2026-02-02T10:05:00+01:00,2.95,72,2.50,,-55,80,58,290,sitting,male,61,178,B
 ALS-001,2026-02-02T10:25:00+01:00,2.40,59,,,,,,,supine,male,61,178,
 ALS-001,2026-03-02T09:55:00+01:00,2.61,64,2.20,2.70,48,,52,255,,,,,
-"""
+"""  # noqa: E501 - the CSV header line as written to the sample file
 
 NIV_CSV = """patient_id,night_date,usage_hours,leak_p95_lpm,ahi,resp_rate,tidal_volume_ml,minute_vent_lpm,spo2_mean,spo2_t90_pct,pct_spont_triggered
 ALS-001,2026-03-01,6.5,18.0,3.2,17.5,420,7.4,94.1,2.0,88
 ALS-001,2026-03-02,7.1,22.5,4.0,18.0,410,7.3,93.8,3.5,85
 ALS-001,2026-03-03,3.2,31.0,9.5,21.0,360,7.6,,,
 ALS-001,2026-03-04,0,,,,,,,,
-"""
+"""  # noqa: E501 - the CSV header line as written to the sample file
 
 SPIRO_JSON = [
     {"patient_id": "ALS-002", "taken_at": "2026-02-10T09:30:00+00:00", "fvc_l": 3.05, "fvc_pct_pred": 81,
@@ -131,8 +131,9 @@ def _obs(code: tuple[str, str], when: str, value: dict, supine: bool = False, su
            "code": {"coding": [{"system": code[0], "code": code[1]}]},
            "subject": {"reference": subject}, "effectiveDateTime": when, **value}  # fmt: skip
     if supine:
+        position = {"coding": [{"system": "http://snomed.info/sct", "code": "40199007"}]}
         obs["extension"] = [{"url": "http://hl7.org/fhir/StructureDefinition/observation-bodyPosition",
-                             "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "40199007"}]}}]  # fmt: skip
+                             "valueCodeableConcept": position}]
     return obs
 
 
@@ -145,7 +146,7 @@ def fhir_bundle() -> dict:
     t1, t2, night = "2026-03-03T10:00:00+01:00", "2026-03-03T10:20:00+01:00", "2026-03-03T22:00:00+01:00"
     spo2 = " ".join(str(95 - (i % 7 == 0) * 3) for i in range(60)) + " E E"
     pulse = " ".join(str(64 + i % 3) for i in range(62))
-    sampled = lambda data: {"valueSampledData": {"origin": {"value": 0}, "period": 1000, "dimensions": 1, "data": data}}  # noqa: E731
+    sampled = lambda data: {"valueSampledData": {"origin": {"value": 0}, "period": 1000, "dimensions": 1, "data": data}}
     observations = [
         _obs((loinc, "19870-5"), t1, _qty(2.85, "L")),
         _obs((loinc, "19872-1"), t1, _qty(69, "%")),

@@ -4,6 +4,7 @@ e-mail reaches an SMTP server, acknowledgement stops escalation, silence escalat
 import json
 import time
 import uuid
+from functools import partial
 
 import httpx
 import psycopg
@@ -40,7 +41,7 @@ def test_webhook_outage_delays_but_delivers_every_alert_exactly_once(pipeline: P
     finally:
         pipeline.receiver.fail_with = None
     for patient in patients:
-        wait_until(lambda: webhooks_for(pipeline.receiver, patient), timeout_s=60, what="delivery after recovery")
+        wait_until(partial(webhooks_for, pipeline.receiver, patient), timeout_s=60, what="delivery after recovery")
     time.sleep(2)
     for patient in patients:
         assert len(webhooks_for(pipeline.receiver, patient)) == 1

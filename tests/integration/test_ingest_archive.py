@@ -80,7 +80,7 @@ def test_size_and_content_type_limits(pipeline: Pipeline) -> None:
 
 
 def test_format_override_and_unknown_format(pipeline: Pipeline) -> None:
-    patient, token = new_patient(pipeline)
+    _patient, token = new_patient(pipeline)
     csv = (DATA / "synthetic" / "oximetry_generic.csv").read_bytes()
     assert pipeline.upload(token, csv, "text/csv", format="oximetry_csv").json()["format"] == "oximetry_csv"
     assert pipeline.upload(token, csv, "text/csv", format="nonsense").status_code == 422

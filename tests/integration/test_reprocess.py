@@ -15,8 +15,9 @@ from tests.integration.test_walking_skeleton import session_json, wait_until
 
 
 def reprocess(env: dict[str, str], *upload_ids: str) -> subprocess.CompletedProcess[str]:
+    """`respmon reprocess` in a child process; the tests assert on its exit code and output."""
     return subprocess.run([sys.executable, "-m", "respmon", "reprocess", *upload_ids], env={**os.environ, **env},
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_a_worker_dead_letter_is_reprocessed_once_fixed(pipeline: Pipeline, db: psycopg.Connection,
@@ -62,5 +63,6 @@ def test_an_upload_still_refused_or_unknown_is_reported(pipeline: Pipeline, stac
     assert done.returncode == 2
     assert '"msg": "upload reprocessed"' in done.stderr  # the service's own JSON log lines, ids only
     assert done.stdout.startswith(f"upload {upload_id}: rejected (422): ")
-    assert [line for line in done.stderr.splitlines() if not line.startswith("{")] == [f"respmon reprocess: no archived upload {unknown}",
-                                        "respmon reprocess: 'not-an-id' is not an upload id (a UUID)"]
+    assert [line for line in done.stderr.splitlines() if not line.startswith("{")] == [
+        f"respmon reprocess: no archived upload {unknown}",
+        "respmon reprocess: 'not-an-id' is not an upload id (a UUID)"]

@@ -25,7 +25,8 @@ def test_topics_exist_with_the_changelog_compacted_and_partitioned_like_its_sour
             assert set(described) == set(names)
             assert all(len(described[n]["partitions"]) == settings.topic_partitions for n in names)
             assert settings.history_changelog_topic == f"{env['RESPMON_WORKER_APP_ID']}-patient-history-changelog"
-            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, settings.history_changelog_topic)])
+            changelog = ConfigResource(ConfigResourceType.TOPIC, settings.history_changelog_topic)
+            configs = admin.describe_configs([changelog])
             assert configs["topic"][settings.history_changelog_topic]["cleanup.policy"]["value"] == "compact"
         finally:
             admin.close()

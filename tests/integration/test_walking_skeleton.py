@@ -129,7 +129,8 @@ def test_worker_reports_the_patient_histories_it_holds(pipeline: Pipeline) -> No
     """The memory-planning gauges count a patient as soon as the worker has stored their first record."""
     def held() -> tuple[float, float]:
         lines = httpx.get(f"{pipeline.worker_url}/metrics").text.splitlines()
-        value = {line.split()[0]: float(line.split()[1]) for line in lines if line.startswith("respmon_worker_patient_")}
+        value = {line.split()[0]: float(line.split()[1])
+                 for line in lines if line.startswith("respmon_worker_patient_")}
         return value["respmon_worker_patient_histories"], value["respmon_worker_patient_history_bytes"]
 
     before = held()

@@ -24,7 +24,8 @@ def batch_histogram(pipeline: Pipeline) -> tuple[float, float]:
 def niv_envelopes(prefix: str) -> list[Envelope]:
     received = datetime.now(UTC)
     return [Envelope(upload_id=str(uuid.uuid4()), device_id="burst-test", received_at=received,
-                     record=NivNight(patient_id=f"{prefix}{i:04d}", night_date=date(2026, 11, 1) + timedelta(days=i % 20),
+                     record=NivNight(patient_id=f"{prefix}{i:04d}",
+                                     night_date=date(2026, 11, 1) + timedelta(days=i % 20),
                                      usage_hours=7.5, ahi=2.0, leak_p95_lpm=10.0))
             for i in range(BURST)]
 

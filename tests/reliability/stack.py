@@ -15,7 +15,7 @@ from respmon.testing.privatestack import PrivateStack as BaseStack
 
 
 def pg_bin() -> Path:
-    return sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))[-1]
+    return max(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
 
 
 def as_pg(argv: list[str]) -> list[str]:

@@ -1,5 +1,5 @@
-"""The worker's and ingest's PostgreSQL pools (respmon/core/dbpool.py) hands out a working connection within a few seconds
-of the server coming back, however long it was down.
+"""The worker's and ingest's PostgreSQL pools (respmon/core/dbpool.py) hands out a working connection within a
+few seconds of the server coming back, however long it was down.
 
 With psycopg_pool's defaults the pool retried after 1, 2, 4, 8, 16, 32 s: after a 20 s outage the next
 attempt came ~10 s after the server was back, and a `connection()` already waiting kept waiting for it

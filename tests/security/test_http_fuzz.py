@@ -29,7 +29,8 @@ FUZZ = settings(max_examples=120, deadline=None, database=None, derandomize=True
 HEADER_TEXT = st.characters(min_codepoint=32, max_codepoint=126)
 content_types = st.sampled_from(sorted(ACCEPTED_TYPES)) | st.text(HEADER_TEXT, max_size=30)
 formats = st.none() | st.sampled_from(list(FORMATS)) | st.text(max_size=20)
-filenames = st.none() | st.sampled_from([n for n in SEEDS] + ["../x.csv", "STR.edf", "a\\b.json"]) | st.text(max_size=40)
+filenames = (st.none() | st.sampled_from([n for n in SEEDS] + ["../x.csv", "STR.edf", "a\\b.json"])
+             | st.text(max_size=40))
 
 
 @st.composite
@@ -44,7 +45,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
         elif op == "cut":
             del data[at:at + draw(st.integers(1, 400))]
         elif op == "insert":
-            data[at:at] = draw(st.sampled_from([b"\x00", b"\u0000", b'"', b",", b"\n", b"-1e999", b"NaN", b"{",
+            data[at:at] = draw(st.sampled_from([b"\x00", b"\\u0000", b'"', b",", b"\n", b"-1e999", b"NaN", b"{",
                                                 b"]", b"\xff\xfe", b"9" * 40, b"\\u0000", b"2026-13-45T25:61:00"]))
         else:
             data[at:at] = data[at:at + draw(st.integers(1, 300))]

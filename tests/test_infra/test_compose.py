@@ -15,7 +15,7 @@ INFRA = COMPOSE.parent
 DOC = yaml.safe_load(COMPOSE.read_text())
 SERVICES: dict[str, dict] = DOC["services"]
 INTERPOLATION = re.compile(r"\$\{([^}]*)\}")
-VAR = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(:\?|:-|\?|-)?(.*)$", re.S)
+VAR = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(:\?|:-|\?|-)?(.*)$", re.DOTALL)
 
 
 def _environment(service: dict) -> dict[str, str]:
@@ -68,7 +68,7 @@ def test_every_respmon_variable_is_a_settings_field() -> None:
     for service, var, _ in set_vars:
         assert _field(var) in fields, f"{service}: {var} is not a field of respmon.core.settings.Settings"
     example = INFRA / "respmon.env.example"
-    for var in re.findall(r"^#?\s*(RESPMON_[A-Z0-9_]+)=", example.read_text(), re.M):
+    for var in re.findall(r"^#?\s*(RESPMON_[A-Z0-9_]+)=", example.read_text(), re.MULTILINE):
         assert _field(var) in fields, f"{example.name}: {var} is not a Settings field"
 
 

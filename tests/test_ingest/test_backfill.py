@@ -20,7 +20,7 @@ class Ingest:
         ingest = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 ingest.posts += 1
                 status = ingest.script.pop(0) if ingest.script else 202

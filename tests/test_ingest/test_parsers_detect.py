@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from ingest_testlib import AIRCURVE, SYN
 
-import ingest.parsers as parsers
+from ingest import parsers
 from ingest.parsers import FORMATS, ParseError, detect_format, parse_bytes, parse_path
 
 EXPECTED = {
@@ -33,8 +33,9 @@ def test_detect(name: str, fmt: str) -> None:
 
 
 def test_formats_are_the_public_list() -> None:
-    assert FORMATS == ("spirometry_json", "spirometry_csv", "niv_csv", "alsfrs_json", "fhir_bundle", "o2ring_csv",
-                       "o2ring_bin", "oximetry_csv", "resmed_str", "resmed_pld", "resmed_sad", "resmed_eve")  # fmt: skip
+    assert FORMATS == ("spirometry_json", "spirometry_csv", "niv_csv", "alsfrs_json", "fhir_bundle",
+                       "o2ring_csv", "o2ring_bin", "oximetry_csv", "resmed_str", "resmed_pld", "resmed_sad",
+                       "resmed_eve")
     assert set(parsers.__all__) >= {"ParseError", "FORMATS", "detect_format", "parse_bytes", "parse_path"}
 
 

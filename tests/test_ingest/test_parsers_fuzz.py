@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ingest_testlib import AIRCURVE, AIRCURVE_DAY, SYN
 
-import ingest.parsers as parsers
+from ingest import parsers
 from ingest.parsers import FORMATS, ParseError, ParserFault, detect, parse_bytes
 
 DEEP = os.environ.get("RESPMON_FUZZ") == "1"
@@ -108,7 +108,8 @@ def test_random_bytes_raise_only_parse_error(fmt: str) -> None:
     name, seed = SEEDS[fmt]
 
     @FUZZ
-    @given(data=st.binary(max_size=512) | st.builds(lambda n, tail: seed[:n] + tail, st.integers(0, 400), st.binary(max_size=64)))
+    @given(data=st.binary(max_size=512)
+           | st.builds(lambda n, tail: seed[:n] + tail, st.integers(0, 400), st.binary(max_size=64)))
     def run(data: bytes) -> None:
         _only_parse_errors(data, name, fmt, fmt)
 

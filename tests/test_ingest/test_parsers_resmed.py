@@ -241,8 +241,8 @@ STR_AIRCURVE = (AIRCURVE / "STR.edf").read_bytes()
     ("name", "data", "message"),
     [
         ("x_SAD.edf", _edf_field(_sad_with_readings(), 244, 8, "1e-9"),  # was accepted: a night of 26 us
-         r"^x_SAD\.edf: byte 244: EDF header fields 'data record duration' and 'samples per record' give signal 1 "
-         r"a sampling rate above 1000 Hz$"),
+         (r"^x_SAD\.edf: byte 244: EDF header fields 'data record duration' and 'samples per record' give signal 1 "
+          r"a sampling rate above 1000 Hz$")),
         ("x_SAD.edf", _edf_field(_sad_with_readings(), 244, 8, "0.001"),
          r"byte 244: .*'data record duration' .* above 1000 Hz"),
         ("x_PLD.edf", _edf_field(PLD, 244, 8, "0"),
@@ -250,11 +250,11 @@ STR_AIRCURVE = (AIRCURVE / "STR.edf").read_bytes()
         ("STR.edf", _edf_field(STR_AIRCURVE, 244, 8, "172800"),
          r"^STR\.edf: byte 244: EDF header field 'data record duration' out of range \(0-86400 s\)$"),
         ("x_PLD.edf", _edf_field(PLD, _samples_offset(PLD, 1), 8, "99999999"),
-         rf"^x_PLD\.edf: byte {_samples_offset(PLD, 1)}: EDF header field 'samples per record' out of range "
-         r"\(signal 2\)$"),
+         (rf"^x_PLD\.edf: byte {_samples_offset(PLD, 1)}: EDF header field 'samples per record' out of range "
+          r"\(signal 2\)$")),
         ("x_PLD.edf", _edf_field(PLD, 236, 8, "9999999"),
-         r"^x_PLD\.edf: truncated EDF: header declares 9999999 data records \(\d+ bytes\) but only 74290 bytes "
-         r"of data follow \(field 'number of data records', byte 236\)$"),
+         (r"^x_PLD\.edf: truncated EDF: header declares 9999999 data records \(\d+ bytes\) but only 74290 bytes "
+          r"of data follow \(field 'number of data records', byte 236\)$")),
         ("x_PLD.edf", _edf_field(PLD, 236, 8, "-5"),
          r"^x_PLD\.edf: byte 236: EDF header field 'number of data records' is negative$"),
     ],

@@ -32,10 +32,13 @@ def test_single_object_and_naive_time() -> None:
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ({"patient_id": "P1", "taken_at": "2026-03-01T09:00:00Z", "fvc_l": 25}, r"^spiro\.json: field fvc_l: Input should be less than or equal to 10$"),
+        ({"patient_id": "P1", "taken_at": "2026-03-01T09:00:00Z", "fvc_l": 25},
+         r"^spiro\.json: field fvc_l: Input should be less than or equal to 10$"),
         ({"patient_id": "P1", "fvc_l": 2}, r"field taken_at: Field required"),
-        ({"patient_id": "P1", "taken_at": "2026-03-01T09:00:00Z", "fvc": 2}, r"field fvc: Extra inputs are not permitted"),
-        ([SESSIONS[0], {"patient_id": "P1", "taken_at": "2026-03-01T09:00:00Z", "posture": "prone"}], r"item 1, field posture"),
+        ({"patient_id": "P1", "taken_at": "2026-03-01T09:00:00Z", "fvc": 2},
+         r"field fvc: Extra inputs are not permitted"),
+        ([SESSIONS[0], {"patient_id": "P1", "taken_at": "2026-03-01T09:00:00Z", "posture": "prone"}],
+         r"item 1, field posture"),
         ([], r"empty list"),
         ([1, 2], r"item 0: expected a JSON object"),
     ],
@@ -66,7 +69,7 @@ def test_whole_numbers_stay_numbers() -> None:
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_json_numbers_are_refused(literal: str) -> None:
-    text = '{"patient_id": "P1", "taken_at": "2026-03-01T09:00:00Z", "age_years": %s}' % literal
+    text = f'{{"patient_id": "P1", "taken_at": "2026-03-01T09:00:00Z", "age_years": {literal}}}'
     with pytest.raises(ParseError, match=r"^s\.json: field age_years: Input should be a finite number$"):
         parse_bytes(text.encode(), "s.json")
 

@@ -49,9 +49,8 @@ def run(db_url: str, fn: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T
     """Run `fn(conn)` on a fresh async connection in one transaction (as the worker's `_write` does)."""
 
     async def main() -> T:
-        async with await psycopg.AsyncConnection.connect(db_url) as conn:
-            async with conn.transaction():
-                return await fn(conn)
+        async with await psycopg.AsyncConnection.connect(db_url) as conn, conn.transaction():
+            return await fn(conn)
 
     return asyncio.run(main())
 

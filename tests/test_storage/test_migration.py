@@ -23,7 +23,8 @@ OLD_ROWS = {  # rows a dev database may hold before 0003, across months and year
         "('P-old', '2026-01-31 22:00+00', 'o2ring', '2026-01-31', 4, true, 94.0, 3.5)",
         "('P-old', '2026-02-01 22:00+00', 'o2ring', '2026-02-01', 4, true, 93.0, 7.5)",
     ],
-    "niv_nights": ["('P-old', '2025-12-31', 'device', 7.5, 14.0, 2.0)", "('P-old', '2026-01-01', 'device', 6.0, 30.0, 9.0)"],
+    "niv_nights": ["('P-old', '2025-12-31', 'device', 7.5, 14.0, 2.0)",
+                   "('P-old', '2026-01-01', 'device', 6.0, 30.0, 9.0)"],
     "alsfrs_r": ["('P-old', '2026-02-10 09:00+00', 'clinic', '{4,4,4,3,3,3,3,3,3,2,3,4}', 39)"],
     "findings": ["('P-old', 'NS-OXI88', '2026-02-02 07:00+00', 'open', '0.1.0', 'NIV_START', 'high', '{}', 'a', 'c')"],
 }
@@ -150,8 +151,8 @@ def test_raw_upload_bodies_are_lz4_compressed_and_read_back_intact(db: psycopg.C
     body = ("Time,Oxygen Level,Pulse Rate,Motion,O2 Reminder,PR Reminder\n"
             + "".join(f"22:{m:02d}:{s:02d} Mar 01 2026,9{s % 7},6{s % 9},0,0,0\n" for m in range(60) for s in range(60))
             ).encode()
-    db.execute("INSERT INTO devices (device_id, patient_id, token_sha256) VALUES ('dev-lz4', 'P-lz4', 'sha-of-no-token-lz4')"
-               " ON CONFLICT DO NOTHING")
+    db.execute("INSERT INTO devices (device_id, patient_id, token_sha256)"
+               " VALUES ('dev-lz4', 'P-lz4', 'sha-of-no-token-lz4') ON CONFLICT DO NOTHING")
     db.execute("INSERT INTO raw_uploads (upload_id, device_id, received_at, sha256, size_bytes, body)"
                " VALUES (gen_random_uuid(), 'dev-lz4', now(), 'sha-lz4', %s, %s)", (len(body), body))
     stored, method = db.execute("SELECT body, pg_column_compression(body) FROM raw_uploads"

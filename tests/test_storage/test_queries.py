@@ -74,7 +74,8 @@ def test_cohort_latest(history: None, db: psycopg.Connection) -> None:
                    (uuid.uuid4(), f"dev-{token[:6]}", received + offset, uuid.uuid4().hex))
     for rule, status in (("R1", "open"), ("R2", "acknowledged"), ("R3", "resolved")):
         db.execute("INSERT INTO alerts (patient_id, rule_id, rule_version, category, severity, status, evidence,"
-                   " action, citation, finding_at) VALUES (%s, %s, '1', 'NIV_START', 'high', %s, '{}', 'a', 'c', now())",
+                   " action, citation, finding_at)"
+                   " VALUES (%s, %s, '1', 'NIV_START', 'high', %s, '{}', 'a', 'c', now())",
                    (P, rule, status))
 
     rows = queries.cohort_latest(db, [P, "Q-nobody"])

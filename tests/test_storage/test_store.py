@@ -1,6 +1,7 @@
 """Writes through processors/store.py on the real PostgreSQL: the record and its signals in one
 transaction, replays write nothing twice, batches (executemany and COPY paths) are idempotent."""
 
+import math
 from datetime import date
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def test_oximetry_night_stores_its_signal_in_the_same_transaction(db_url: str, d
     assert list(stored) == [agg["min"], agg["mean"], agg["max"]]  # the per-minute arrays, NULL minutes included
     sig = queries.oximetry_signal(db, "S-oxi", night.start)
     assert sig is not None and sig["interval_s"] == 4.0
-    assert [None if v != v else v for v in sig["spo2"].tolist()] == list(night.spo2)
+    assert [None if math.isnan(v) else v for v in sig["spo2"].tolist()] == list(night.spo2)
     assert sig["pulse"].tolist() == list(night.pulse)
 
 
@@ -124,13 +125,14 @@ def test_mixed_batch_single_and_batch_paths_agree(db_url: str, db: psycopg.Conne
 
 
 def test_large_oximetry_batch_takes_the_copy_path(db_url: str, db: psycopg.Connection) -> None:
-    nights = [oximetry("S-copy", night_start(days(date(2026, 2, 1), i)), hours=4.2) for i in range(store.COPY_THRESHOLD + 2)]
+    nights = [oximetry("S-copy", night_start(days(date(2026, 2, 1), i)), hours=4.2)
+              for i in range(store.COPY_THRESHOLD + 2)]
     envs = [envelope(n) for n in nights]
     run(db_url, lambda conn: store.store_records(conn, envs))
     run(db_url, lambda conn: store.store_records(conn, envs))
     assert count(db, "oximetry_nights", "S-copy") == count(db, "oximetry_signals", "S-copy") == len(nights)
     sig = queries.oximetry_signal(db, "S-copy", nights[-1].start)
-    assert sig is not None and [None if v != v else v for v in sig["spo2"].tolist()] == list(nights[-1].spo2)
+    assert sig is not None and [None if math.isnan(v) else v for v in sig["spo2"].tolist()] == list(nights[-1].spo2)
     minutes = queries.oximetry_minutes(db, "S-copy", date(2026, 2, 1), date(2026, 2, 1))
     assert len(minutes[0]["spo2_mean"]) == 252  # 4.2 h of minutes
     stored = db.execute("SELECT spo2_max_1m FROM oximetry_signals WHERE patient_id = 'S-copy' AND start_at = %s",

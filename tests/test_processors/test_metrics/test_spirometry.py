@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -159,7 +159,7 @@ def test_gli_input_validation() -> None:
 
 # --------------------------------------------------------------------------- sessions
 
-TAKEN = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
+TAKEN = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
 
 def session(**kw) -> SpirometrySession:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ from processors.metrics.trends import (
     rolling_median,
 )
 
-T0 = datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
 
 def series(slope_per_month: float, start: float, days: list[float]) -> list[tuple[datetime, float]]:

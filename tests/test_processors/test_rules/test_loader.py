@@ -124,6 +124,44 @@ def test_bad_rule_fields(tmp_path: Path, changes: dict, field: str | None, messa
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"severity": [{"level": "severe"}]}, "severity[0].level", "must be one of info, warn, high, urgent"),
+        ({"severity": [{"level": "high", "if": "x"}]}, "severity[0]", "must be {level: ..., when: ...}"),
+        ({"let": {"X": "1 > 0"}}, "let.X", "name must be lower_case"),
+        ({"params": {"threshold": 50, "Bad": 1}}, "params", "param name 'Bad' must be lower_case"),
+        ({"citation": {"sources": [1]}}, "citation.sources", "must be a non-empty list of source ids"),
+        ({"citation": {"sources": ["AAN09"], "text": 5}}, "citation.text", "must be text"),
+        ({"advice": [{"when": "latest(spiro.fvc_l) > 1", "text": ["a"]}]}, "advice[0].text", "must be text"),
+        ({"title": 3}, "title", "must be text"),
+        ({"category": 3}, "category", "must be one of NIV_START"),
+        ({"when": ""}, "when", "is required"),
+    ],
+)
+def test_shape_errors_name_the_path_as_written_in_one_line(tmp_path: Path, changes: dict, field: str,
+                                                           message: str) -> None:
+    """The file's shape is checked by pydantic models; their errors read like the loader's own."""
+    path = rules_file(tmp_path, **changes)
+    with pytest.raises(RulesError) as err:
+        load_rules(path)
+    text = str(err.value)
+    assert (err.value.file, err.value.rule_id, err.value.field) == (str(path), "X-FVC", field), text
+    assert text == f"{path}: rule X-FVC: field '{field}': {err.value.reason}" and message in text
+    assert "\n" not in text and "Input should" not in text and "pydantic" not in text
+
+
+def test_rule_errors_before_the_rule_has_an_id_name_its_position(tmp_path: Path) -> None:
+    no_id = {k: v for k, v in GOOD_RULE.items() if k != "id"}
+    for rules, field, message in [([GOOD_RULE, no_id], "rules[1].id", "is required"),
+                                  ([{**GOOD_RULE, "id": "a b"}], "rules[0].id", "id 'a b' must be text"),
+                                  (["X-FVC"], "rules[0]", "must be a mapping")]:
+        path = write(tmp_path, "rules.yaml", {"version": "1", "rules": rules})
+        with pytest.raises(RulesError) as err:
+            load_rules(path)
+        assert err.value.rule_id is None and err.value.field == field and message in str(err.value)
+
+
 def test_file_level_errors(tmp_path: Path) -> None:
     bad_yaml = write(tmp_path, "broken.yaml", "version: '1'\nrules: [\n  - id: a\n")
     with pytest.raises(RulesError, match=r"broken\.yaml: invalid YAML"):
@@ -201,6 +239,14 @@ def test_override_definition(tmp_path: Path) -> None:
         ({"definitions": {"on_niv": "latest(niv.usage) > 0"}}, "site.yaml: field 'definitions.on_niv': unknown field"),
         ({"version": 2}, "site.yaml: field 'version': must be a quoted string"),
         ({"rulez": {}}, "site.yaml: unknown top-level field"),
+        ({"rules": {"NS-FVC50": {"enabled": "no"}}},
+         "site.yaml: rule NS-FVC50: field 'enabled': must be true or false"),
+        ({"rules": {"NE-AHI": {"severity": {"info": "severe"}}}},
+         "site.yaml: rule NE-AHI: field 'severity.info': must be one of info, warn, high, urgent, got 'severe'"),
+        ({"rules": {"NE-AHI": {"severity": {"info": "warn"}}}},
+         "site.yaml: rule NE-AHI: field 'severity': each level may appear once"),
+        ({"rules": [{"params": {"fvc_pct_pred": 40}}]}, "site.yaml: field 'rules[0]': each override needs an 'id'"),
+        ({"rules": {"NS-FVC50": "off"}}, "site.yaml: rule NS-FVC50: override must be a mapping"),
     ],
 )
 def test_bad_overrides_name_the_site_file(tmp_path: Path, site: dict, message: str) -> None:

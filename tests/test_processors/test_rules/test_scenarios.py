@@ -75,3 +75,15 @@ def test_all_scenarios_together_in_one_replay() -> None:
         got = {f.rule_id for f in findings if f.patient_id == s.patient_id and f.state == "open"}
         assert s.expected <= got
         assert got - s.expected <= {"DQ-PFT6M", "DQ-NOUPLOAD"}
+
+
+def test_every_scenario_record_lies_in_the_past() -> None:
+    """Ingest refuses records dated after now (+ clock skew): a scenario reaching into the future would
+    be refused on the real stack and its stream test would wait for findings that never come."""
+    from datetime import UTC, datetime
+
+    from processors.rules.history import event_time
+
+    now = datetime.now(UTC)
+    late = [(s.name, event_time(r)) for s in SCENARIOS for r in s.records if event_time(r) > now]
+    assert late == []

@@ -1,0 +1,319 @@
+"""Compiled expression nodes: plain objects that evaluate against an :class:`EvalContext`.
+
+A scalar node answers ``ev(ctx)``; a :class:`SeriesNode` answers ``val(row, kind, ctx)`` per row of its
+primary kind, for an aggregate (``count``, ``latest``, ...) to reduce. Missing is ``None``: arithmetic
+with it is missing, a comparison with it is no.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from processors.rules.expr.context import EvalContext
+from processors.rules.expr.errors import ExprError
+from processors.rules.expr.kinds import KINDS
+from processors.rules.expr.types import ANY, BOOL, KIND, LIST, NUM, SeriesT
+
+__all__ = [
+    "ARITHMETIC",
+    "COMPARISONS",
+    "Arith",
+    "Attr",
+    "BoolOp",
+    "Call",
+    "Compare",
+    "Const",
+    "DaysTo",
+    "DefRef",
+    "Field",
+    "KindRef",
+    "LetRef",
+    "LetSeries",
+    "ListConst",
+    "Neg",
+    "Node",
+    "Not",
+    "ParamRef",
+    "SeriesArith",
+    "SeriesBoolOp",
+    "SeriesCompare",
+    "SeriesNode",
+    "SeriesNot",
+]
+
+
+class Node:
+    typ: Any = ANY
+    src: str = ""
+
+    def ev(self, ctx: EvalContext) -> Any:  # scalar nodes
+        raise NotImplementedError
+
+
+class SeriesNode(Node):
+    """Element-wise node: ``val(row, kind, ctx)`` for a row of the primary kind."""
+
+    typ: SeriesT
+
+    def val(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        raise NotImplementedError
+
+    def show(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        return self.val(row, kind, ctx)
+
+    def ev(self, ctx: EvalContext) -> Any:  # pragma: no cover - guarded by type checks
+        raise ExprError("a series needs an aggregate such as latest(...)")
+
+
+class Const(Node):
+    def __init__(self, value: Any, typ: Any):
+        self.value, self.typ = value, typ
+
+    def ev(self, ctx: EvalContext) -> Any:
+        return self.value
+
+
+class ParamRef(Node):
+    def __init__(self, name: str, typ: Any):
+        self.name, self.typ = name, typ
+
+    def ev(self, ctx: EvalContext) -> Any:
+        return ctx.params[self.name]
+
+
+class DefRef(Node):
+    def __init__(self, name: str, typ: Any):
+        self.name, self.typ = name, typ
+
+    def ev(self, ctx: EvalContext) -> Any:
+        return ctx.definition(self.name)
+
+
+class LetRef(Node):
+    def __init__(self, name: str, node: Node):
+        self.name, self.node, self.typ = name, node, node.typ
+
+    def ev(self, ctx: EvalContext) -> Any:
+        if self.name not in ctx.lets:
+            ctx.lets[self.name] = self.node.ev(ctx)
+        return ctx.lets[self.name]
+
+
+class LetSeries(SeriesNode):
+    def __init__(self, name: str, node: SeriesNode):
+        self.name, self.node, self.typ = name, node, node.typ
+
+    def val(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        return self.node.val(row, kind, ctx)
+
+    def show(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        return self.node.show(row, kind, ctx)
+
+
+class KindRef(Node):
+    def __init__(self, kind: str):
+        self.kind, self.typ = kind, KIND
+
+    def ev(self, ctx: EvalContext) -> Any:
+        return self.kind
+
+
+class Field(SeriesNode):
+    def __init__(self, kind: str, name: str, elem: str, item: int | None = None):
+        self.kind, self.name, self.item = kind, name, item
+        self.typ = SeriesT(elem, kind, KINDS[kind].family)
+
+    def val(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        r = row if kind == self.kind else ctx.lookup(self.kind, row["k"])
+        if r is None:
+            return None
+        if self.item is not None:
+            return r["items"][self.item - 1]
+        return r.get(self.name)
+
+
+COMPARISONS: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+ARITHMETIC: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b if b else None,
+}
+
+
+def _compare(op: Callable[[Any, Any], bool], a: Any, b: Any) -> bool | None:
+    if a is None or b is None:
+        return None
+    return bool(op(a, b))
+
+
+def _arith(op: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return None
+    return op(a, b)
+
+
+def _sval(node: Node, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+    return node.val(row, kind, ctx) if isinstance(node, SeriesNode) else node.ev(ctx)
+
+
+def _sshow(node: Node, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+    return node.show(row, kind, ctx) if isinstance(node, SeriesNode) else node.ev(ctx)
+
+
+class Compare(Node):
+    def __init__(self, parts: list[Node], ops: list[Callable[[Any, Any], bool]]):
+        self.parts, self.ops, self.typ = parts, ops, BOOL
+
+    def ev(self, ctx: EvalContext) -> Any:
+        values = [p.ev(ctx) for p in self.parts]
+        for op, a, b in zip(self.ops, values, values[1:]):
+            if not _compare(op, a, b):
+                return False
+        return True
+
+
+class SeriesCompare(SeriesNode):
+    def __init__(self, parts: list[Node], ops: list[Callable[[Any, Any], bool]], typ: SeriesT):
+        self.parts, self.ops, self.typ = parts, ops, typ
+
+    def val(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        values = [_sval(p, row, kind, ctx) for p in self.parts]
+        if any(v is None for v in values):
+            return None
+        return all(op(a, b) for op, a, b in zip(self.ops, values, values[1:]))
+
+    def show(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        return _sshow(self.parts[0], row, kind, ctx)
+
+
+class BoolOp(Node):
+    def __init__(self, is_and: bool, parts: list[Node]):
+        self.is_and, self.parts, self.typ = is_and, parts, BOOL
+
+    def ev(self, ctx: EvalContext) -> Any:
+        # every operand is evaluated (no short circuit) so evidence shows all inputs
+        values = [p.ev(ctx) is True for p in self.parts]
+        return all(values) if self.is_and else any(values)
+
+
+class SeriesBoolOp(SeriesNode):
+    def __init__(self, is_and: bool, parts: list[Node], typ: SeriesT):
+        self.is_and, self.parts, self.typ = is_and, parts, typ
+
+    def val(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        values = [_sval(p, row, kind, ctx) for p in self.parts]
+        if any(v is None for v in values):
+            return None  # rows are joined: a row missing any operand drops out
+        return all(values) if self.is_and else any(values)
+
+    def show(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        return _sshow(self.parts[0], row, kind, ctx)
+
+
+class Not(Node):
+    def __init__(self, operand: Node):
+        self.operand, self.typ = operand, BOOL
+
+    def ev(self, ctx: EvalContext) -> Any:
+        v = self.operand.ev(ctx)
+        return None if v is None else not v
+
+
+class SeriesNot(SeriesNode):
+    def __init__(self, operand: SeriesNode):
+        self.operand = operand
+        self.typ = SeriesT(BOOL, operand.typ.primary, operand.typ.family)
+
+    def val(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        v = self.operand.val(row, kind, ctx)
+        return None if v is None else not v
+
+    def show(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        return self.operand.show(row, kind, ctx)
+
+
+class Neg(Node):
+    def __init__(self, operand: Node):
+        self.operand, self.typ = operand, NUM
+
+    def ev(self, ctx: EvalContext) -> Any:
+        v = self.operand.ev(ctx)
+        return None if v is None else -v
+
+
+class Arith(Node):
+    def __init__(self, op: Callable[[Any, Any], Any], left: Node, right: Node):
+        self.op, self.left, self.right, self.typ = op, left, right, NUM
+
+    def ev(self, ctx: EvalContext) -> Any:
+        return _arith(self.op, self.left.ev(ctx), self.right.ev(ctx))
+
+
+class SeriesArith(SeriesNode):
+    def __init__(self, op: Callable[[Any, Any], Any], left: Node, right: Node, typ: SeriesT):
+        self.op, self.left, self.right, self.typ = op, left, right, typ
+
+    def val(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
+        return _arith(self.op, _sval(self.left, row, kind, ctx), _sval(self.right, row, kind, ctx))
+
+
+class Attr(Node):
+    def __init__(self, obj: Node, name: str, typ: Any):
+        self.obj, self.name, self.typ = obj, name, typ
+
+    def ev(self, ctx: EvalContext) -> Any:
+        v = self.obj.ev(ctx)
+        return None if v is None else v.get(self.name)
+
+
+class DaysTo(Node):
+    """``slope(...).days_to(x)``: days from as_of until the fitted line reaches ``x``."""
+
+    def __init__(self, obj: Node, threshold: Node):
+        self.obj, self.threshold, self.typ = obj, threshold, NUM
+
+    def ev(self, ctx: EvalContext) -> Any:
+        fit = self.obj.ev(ctx)
+        thr = self.threshold.ev(ctx)
+        if fit is None or thr is None or not fit.get("estimable"):
+            return None
+        from processors.metrics import trends
+
+        # projected from the last session (its default anchor), counted from as_of
+        crossing = trends.projected_crossing(fit["_result"], thr)
+        if crossing is None:
+            return None
+        if isinstance(crossing, datetime):
+            crossing = crossing.date()
+        days = (crossing - ctx.as_of.date()).days
+        ctx.record(self.src, {"value": days, "crossing_date": crossing.isoformat(), "threshold": thr})
+        return days
+
+
+class Call(Node):
+    def __init__(self, name: str, impl: Callable[..., Any], args: list[Node], kwargs: dict[str, Node], typ: Any):
+        self.name, self.impl, self.args, self.kwargs, self.typ = name, impl, args, kwargs, typ
+
+    def ev(self, ctx: EvalContext) -> Any:
+        return self.impl(self, ctx)
+
+
+class ListConst(Node):
+    def __init__(self, items: list[Node]):
+        self.items, self.typ = items, LIST
+
+    def ev(self, ctx: EvalContext) -> Any:
+        return tuple(i.ev(ctx) for i in self.items)

@@ -2,12 +2,12 @@
 
     respmon_worker_consumer_lag{topic,partition} = end offset (high watermark) - committed offset
 
-in messages. The committed offset is the next offset the consumer group will resume from (faust keeps it
-in `Consumer._committed_offset`); before the group has committed anything on a partition, the
-consumer's current position stands in for it. Each worker reports the partitions it owns; a partition
-that moves to another worker after a rebalance is removed from this worker's series, so summing over
-workers never counts a partition twice. A worker that is down reports nothing: the `up` series (alert
-RespmonTargetDown) covers that case.
+in messages. The committed offset is the next offset the consumer group will resume from (faust keeps
+it in a private attribute, read through processors/faustfix/internals.py); before the group has
+committed anything on a partition, the consumer's current position stands in for it. Each worker
+reports the partitions it owns; a partition that moves to another worker after a rebalance is removed
+from this worker's series, so summing over workers never counts a partition twice. A worker that is
+down reports nothing: the `up` series (alert RespmonTargetDown) covers that case.
 """
 
 import asyncio
@@ -18,11 +18,14 @@ import time
 import traceback
 import types
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 import faust
+from faust.types import TP
 from prometheus_client import Counter, Gauge
 
 from processors import telemetry
+from processors.faustfix.internals import committed_offset, consumer_state
 from respmon.core.exits import STALL_EXIT
 
 log = logging.getLogger("respmon.worker.lag")
@@ -40,14 +43,17 @@ LAG_ERRORS = Counter(
 )
 
 
-def compute_lag(highwaters: Mapping[object, int | None], committed: Mapping[object, int | None],
-                positions: Mapping[object, int | None]) -> dict[object, int]:
+Partition = TypeVar("Partition")
+
+
+def compute_lag(highwaters: Mapping[Partition, int | None], committed: Mapping[Partition, int | None],
+                positions: Mapping[Partition, int | None]) -> dict[Partition, int]:
     """Lag per partition: high watermark minus committed offset (or position when nothing is committed).
 
     Partitions without a known high watermark, or with neither committed offset nor position, are left
     out (no value is better than a wrong one). Never negative.
     """
-    lags: dict[object, int] = {}
+    lags: dict[Partition, int] = {}
     for tp, end in highwaters.items():
         if end is None:
             continue
@@ -67,7 +73,7 @@ def _topic_names(topic: object) -> set[str]:
     return {str(topic)}
 
 
-async def measure(app: faust.App, topics: Iterable[str]) -> dict[object, int]:
+async def measure(app: faust.App, topics: Iterable[str]) -> dict[TP, int]:
     """One round: read assignment, end offsets and committed offsets from faust's consumer."""
     consumer = app.consumer
     wanted = set(topics)
@@ -76,20 +82,20 @@ async def measure(app: faust.App, topics: Iterable[str]) -> dict[object, int]:
     if not assigned:
         return {}
     try:
-        highwaters: Mapping[object, int | None] = dict(await consumer.highwaters(*assigned))
+        highwaters: Mapping[TP, int | None] = dict(await consumer.highwaters(*assigned))
     except Exception:  # noqa: BLE001 - fall back on the fetcher's last known high watermark
         highwaters = {tp: consumer.highwater(tp) for tp in assigned}
-    committed = {tp: consumer._committed_offset.get(tp) for tp in assigned}
-    positions: dict[object, int | None] = {}
+    committed = {tp: committed_offset(consumer, tp) for tp in assigned}
+    positions: dict[TP, int | None] = {}
     for tp in assigned:
         if committed[tp] is None:
             positions[tp] = await consumer.position(tp)
     return compute_lag(highwaters, committed, positions)
 
 
-def publish(lags: Mapping[object, int], topics: Iterable[str], reported: set[tuple[str, str]]) -> None:
+def publish(lags: Mapping[TP, int], topics: Iterable[str], reported: set[tuple[str, str]]) -> None:
     """Set the gauge for the partitions measured; drop the series of partitions no longer assigned."""
-    current = {(tp.topic, str(tp.partition)): lag for tp, lag in lags.items()}  # type: ignore[attr-defined]
+    current = {(tp.topic, str(tp.partition)): lag for tp, lag in lags.items()}
     for labels, lag in current.items():
         CONSUMER_LAG.labels(*labels).set(lag)
     wanted = set(topics)
@@ -135,10 +141,11 @@ class StallWatch:
             self.db_failed_at = now
         self.db_errors = total
 
-    def check(self, lags: Mapping[object, int], progress: Mapping[object, object], now: float) -> list[object]:
+    def check(self, lags: Mapping[Partition, int], progress: Mapping[Partition, object],
+              now: float) -> list[Partition]:
         """Partitions stalled now; `progress` is anything that changes when a partition moves
         (here: fetch position and committed offset)."""
-        stalled = []
+        stalled: list[Partition] = []
         db_quiet = now - self.db_failed_at >= self.db_quiet_s
         for tp, lag in lags.items():
             mark = progress.get(tp)
@@ -149,37 +156,6 @@ class StallWatch:
                 stalled.append(tp)
                 self.since[tp] = (mark, now)
         return stalled
-
-
-def consumer_state(app: faust.App, tps: Iterable[object]) -> dict[str, object]:
-    """What faust and aiokafka believe about the stalled partitions: enough to tell a paused
-    partition, a fetch that never returns and a stream that does not take its records apart."""
-    consumer = app.consumer
-    state: dict[str, object] = {
-        "flow_active": consumer.flow_active, "rebalancing": app.rebalancing, "in_recovery": app.in_recovery,
-        "unacked": len(consumer.unacked), "flow_control_active": app.flow_control.is_active(),
-        "generation": app.consumer_generation_id,
-        "queued": {str(chan): chan._queue.qsize() for chan in app.topics  # events waiting for each stream
-                   if getattr(chan, "_queue", None) is not None},
-    }
-    try:
-        aio = consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
-        assignment = aio._subscription.subscription.assignment
-        fetcher = aio._fetcher
-    except Exception:  # noqa: BLE001 - diagnostics only
-        return state
-    for tp in tps:
-        tp_state = assignment.state_value(tp) if assignment is not None else None
-        state[f"{tp.topic}:{tp.partition}"] = {  # type: ignore[attr-defined]
-            "faust_active": tp in consumer._active_partitions, "faust_paused": tp in consumer._paused_partitions,
-            "faust_buffered": tp in consumer._buffered_partitions,
-            "read_offset": consumer._read_offset.get(tp), "committed": consumer._committed_offset.get(tp),
-            "aiokafka_paused": getattr(tp_state, "paused", None),
-            "aiokafka_position": getattr(tp_state, "_position", None),
-            "highwater": aio.highwater(tp), "in_fetch_buffer": repr(fetcher._records.get(tp)),
-            "fetch_in_flight": sorted(fetcher._in_flight),
-        }
-    return state
 
 
 def task_stacks(limit: int = 8) -> list[str]:
@@ -215,7 +191,7 @@ def suspended_coroutines() -> list[str]:
     return sorted(out)
 
 
-def diagnose(app: faust.App, tps: Iterable[object]) -> dict[str, object]:
+def diagnose(app: faust.App, tps: Iterable[TP]) -> dict[str, object]:
     """State and stacks for the log; a failure here must never keep the worker from restarting."""
     try:
         return {"state": consumer_state(app, tps), "tasks": task_stacks()}
@@ -238,15 +214,16 @@ def unprocessed(highwater: int | None, committed: int | None, earliest: int | No
     return max(0, int(highwater) - int(earliest))
 
 
-async def stall_lags(app: faust.App, lags: Mapping[object, int]) -> dict[object, int]:
+async def stall_lags(app: faust.App, lags: Mapping[TP, int]) -> dict[TP, int]:
+    """The lags the stall watch judges (see `unprocessed`)."""
     consumer = app.consumer
-    uncommitted = [tp for tp in lags if consumer._committed_offset.get(tp) is None]
-    earliest: Mapping[object, int] = dict(await consumer.earliest_offsets(*uncommitted)) if uncommitted else {}
-    return {tp: unprocessed(consumer.highwater(tp), consumer._committed_offset.get(tp), earliest.get(tp), lag)
+    uncommitted = [tp for tp in lags if committed_offset(consumer, tp) is None]
+    earliest: Mapping[TP, int] = dict(await consumer.earliest_offsets(*uncommitted)) if uncommitted else {}
+    return {tp: unprocessed(consumer.highwater(tp), committed_offset(consumer, tp), earliest.get(tp), lag)
             for tp, lag in lags.items()}
 
 
-async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int]) -> None:
+async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[TP, int]) -> None:
     """Exit (the supervisor starts a fresh worker) when a partition's stream stalled.
 
     Resuming the partition in place was tried first and never helped: in every stall recorded the
@@ -254,13 +231,13 @@ async def unstall(app: faust.App, watch: StallWatch, lags: Mapping[object, int])
     committed offset. At-least-once consumption with idempotent effects makes the replay harmless.
     """
     consumer = app.consumer
-    progress = {tp: (await consumer.position(tp), consumer._committed_offset.get(tp)) for tp in lags}
+    progress = {tp: (await consumer.position(tp), committed_offset(consumer, tp)) for tp in lags}
     now = time.monotonic()
     watch.note_db_errors(db_error_total(), now)
     stalled = watch.check(await stall_lags(app, lags), progress, now)
     if not stalled:
         return
-    names = [f"{tp.topic}:{tp.partition}" for tp in stalled]  # type: ignore[attr-defined]
+    names = [f"{tp.topic}:{tp.partition}" for tp in stalled]
     STALLS.inc(len(stalled))
     log.error("stream stalled with lag; restarting the worker", extra={"partitions": names, **diagnose(app, stalled)})
     logging.shutdown()

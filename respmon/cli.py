@@ -81,11 +81,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """The faust worker, in a child process that is started again if its stream stalls."""
     import os
 
-    if os.environ.get("RESPMON_WORKER_CHILD") == "1":
-        from processors.app import main
+    if os.environ.get("RESPMON_WORKER_CHILD") == "1":  # the supervised child: build the app and run it
+        from processors.app import run
 
-        main()
-        return 0
+        run(get_settings())
     from processors.rules.loader import RulesError, load_rules
     from respmon.core.logs import setup_logging
     from respmon.supervise import CONFIG_EXIT, supervise

@@ -41,7 +41,8 @@ def supervise(argv: list[str], env: dict[str, str], max_restarts: int = 20, firs
     signal.signal(signal.SIGINT, forward)
     code = 0
     for restart in range(max_restarts + 1):
-        child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)
+        # the supervisor starts no threads; PR_SET_PDEATHSIG can only be set in the child
+        child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
         code = child.wait()
         if stopping or code in (0, CONFIG_EXIT):
             return code

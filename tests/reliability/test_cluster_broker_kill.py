@@ -1,6 +1,6 @@
 """Kafka's own no-loss bar (kafkatest replication_test, `hard_bounce`): three brokers, the measurements
 topic with RF 3 and min.insync.replicas 2, ingest's kafka-python producer with acks=all + idempotence
-(ingest/publisher.py), the faust worker's aiokafka producer likewise (processors/transport.py).
+(ingest/publisher.py), the faust worker's aiokafka producer likewise (processors/faustfix/producer.py).
 
 The leader of partition 0 is SIGKILLed and restarted five times in a row ("chase the leader") while
 devices keep uploading through the real ingest service and the real worker stores into PostgreSQL.

@@ -1,5 +1,5 @@
 """PostgreSQL goes away for 30 s (pg_ctl stop -m fast on the private cluster) while the worker is in
-the middle of a stream: it backs off (processors/app.py `_write`), never skips an event, and once the
+the middle of a stream: it backs off (processors/app.py `Worker._write`), never skips an event, and once the
 database is back every record is stored exactly once. Ingest answers 503 during the outage (it needs
 the database to archive) and accepts the same upload on the device's retry."""
 

@@ -7,10 +7,28 @@ import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from schemas import Envelope, NivNight, SpirometrySession
+from processors import batch as batches
+from processors.batch import Batch, Unprocessable
+from processors.rules.history import PatientHistory
+from processors.rules.loader import RuleSet, load_rules
+from schemas import Envelope, Finding, NivNight, SpirometrySession
+
+RULES = load_rules()
+SKEW_S = 86400.0  # the default RESPMON_MAX_CLOCK_SKEW_S
+
+
+def evaluate(events: list[Any], rules: RuleSet = RULES) -> Batch:
+    """The worker's evaluation of one batch, for patients without a stored history."""
+    return asyncio.run(evaluate_async(events, rules))
+
+
+async def evaluate_async(events: list[Any], rules: RuleSet = RULES) -> Batch:
+    """`events` are SimpleNamespaces with faust's `key` and `value`: all the evaluation reads."""
+    return await batches.evaluate_all(events, lambda patient: None, rules, SKEW_S)
 
 
 def niv_event(patient: str) -> SimpleNamespace:
@@ -21,31 +39,27 @@ def niv_event(patient: str) -> SimpleNamespace:
 
 
 def test_an_event_the_rules_engine_fails_on_makes_the_batch_unprocessable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from processors import app as worker
+    real_step = batches.step
 
-    real_step = worker.step
-
-    def step(history, env, rules):  # type: ignore[no-untyped-def]
+    def step(history: PatientHistory, env: Envelope, rules: RuleSet) -> list[Finding]:
         if env.patient_id == "P-BUG":
             raise ZeroDivisionError("a value that must not reach the reason")
         return real_step(history, env, rules)
 
-    monkeypatch.setattr(worker, "step", step)
+    monkeypatch.setattr(batches, "step", step)  # a bug in the rules engine, for one patient
     events = [niv_event("P-ONE"), niv_event("P-BUG"), niv_event("P-TWO")]
-    with pytest.raises(worker.Unprocessable) as refused:
-        asyncio.run(worker._evaluate_all(events))
+    with pytest.raises(Unprocessable) as refused:
+        evaluate(events)
     assert refused.value.reason == "rules evaluation failed: ZeroDivisionError"
 
-    alone = [asyncio.run(worker._evaluate_all([event])) for event in (events[0], events[2])]
+    alone = [evaluate([event]) for event in (events[0], events[2])]
     assert [b.kinds for b in alone] == [["niv_night"], ["niv_night"]]
     assert [list(b.histories) for b in alone] == [["P-ONE"], ["P-TWO"]]
 
 
 def test_an_invalid_envelope_is_kept_for_the_dead_letter_topic_not_sent_while_evaluating() -> None:
-    from processors import app as worker
-
     bad = SimpleNamespace(key=b"P-X", value=b'{"upload_id": "not-a-uuid"}')
-    batch = asyncio.run(worker._evaluate_all([bad, niv_event("P-Y")]))
+    batch = evaluate([bad, niv_event("P-Y")])
     assert [(event is bad, reason.split(":")[0]) for event, reason in batch.rejected] == [(True, "invalid envelope")]
     assert batch.kinds == ["niv_night"] and [e.patient_id for e in batch.envelopes] == ["P-Y"]
 
@@ -58,15 +72,13 @@ def spiro_event(patient: str, taken_at: datetime, fvc_pct: float) -> SimpleNames
 
 
 def test_a_record_from_the_future_is_rejected_naming_its_field_and_never_reaches_the_history() -> None:
-    from processors import app as worker
-
     patient = f"P-FUT-{uuid.uuid4().hex[:6]}"
     now = datetime.now(UTC).replace(microsecond=0)  # history rows round event times to 0.1 ms
-    skew = timedelta(seconds=worker.settings.max_clock_skew_s)
+    skew = timedelta(seconds=SKEW_S)
     future = spiro_event(patient, datetime(2099, 1, 1, tzinfo=UTC), 80.0)
     just_beyond = spiro_event(patient, now + skew + timedelta(hours=1), 80.0)
     within = spiro_event(patient, now + skew - timedelta(hours=1), 38.0)  # a fast device clock: kept
-    batch = asyncio.run(worker._evaluate_all([future, just_beyond, within]))
+    batch = evaluate([future, just_beyond, within])
     assert [(e is future or e is just_beyond, r.split(" ")[0]) for e, r in batch.rejected] == \
         [(True, "record.taken_at"), (True, "record.taken_at")]
     assert all("2099" not in r and "80" not in r for _, r in batch.rejected)  # no value in the reason
@@ -76,8 +88,6 @@ def test_a_record_from_the_future_is_rejected_naming_its_field_and_never_reaches
 
 
 def test_the_event_loop_gets_a_turn_between_the_events_of_a_batch() -> None:
-    from processors import app as worker
-
     events = [niv_event(f"P-LOOP-{i}") for i in range(5)]
     turns: list[int] = []
 
@@ -90,7 +100,7 @@ def test_the_event_loop_gets_a_turn_between_the_events_of_a_batch() -> None:
         task = asyncio.create_task(ticker())
         await asyncio.sleep(0)
         before = len(turns)
-        await worker._evaluate_all(events)
+        await evaluate_async(events)
         turns_during = len(turns) - before
         task.cancel()
         assert turns_during >= len(events) - 1, turns_during

@@ -9,7 +9,9 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def respmon(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "respmon", *args], capture_output=True, text=True, timeout=120)
+    """`respmon <args>` in a child process; the tests assert on its exit code and output."""
+    return subprocess.run([sys.executable, "-m", "respmon", *args], capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 def test_parse_prints_canonical_records_with_kind() -> None:
@@ -60,7 +62,7 @@ def test_worker_with_a_bad_site_rules_file_exits_with_one_line(tmp_path: Path) -
     site.write_text("rules:\n  NE-RRDEV:\n    params: {baseline_days: 150}\n")
     env = {**os.environ, "RESPMON_RULES_OVERRIDES": str(site), "RESPMON_KAFKA_BOOTSTRAP": "127.0.0.1:9"}
     result = subprocess.run([sys.executable, "-m", "respmon", "worker"], capture_output=True, text=True,
-                            timeout=120, env=env)
+                            timeout=120, env=env, check=False)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr

@@ -93,9 +93,11 @@ def test_memory_stays_bounded_when_messages_are_not_templates(clock: Clock) -> N
 def test_the_worker_logging_config_puts_the_filter_on_its_handler() -> None:
     from logging.config import DictConfigurator
 
-    from processors import app as worker
+    from processors.app import create_app
+    from respmon.core.settings import Settings
 
-    config = worker.app.conf.logging_config
+    settings = Settings(log_repeat_window_s=17)
+    config = create_app(settings).conf.logging_config
     (name,) = config["handlers"]["stderr"]["filters"]
     built = DictConfigurator(config).configure_filter(dict(config["filters"][name]))  # as dictConfig builds it
-    assert isinstance(built, RepeatFilter) and built.window_s == worker.settings.log_repeat_window_s
+    assert isinstance(built, RepeatFilter) and built.window_s == 17

@@ -1,0 +1,125 @@
+"""One batch of the worker's events evaluated against the rules, with no I/O: the records to store,
+the findings in order and the histories changed. processors/app.py stores the batch in one
+transaction and writes the histories to the table only once it is stored, so a batch taken again
+(event by event, after a refusal) starts from the table's state."""
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from faust.types import EventT
+from pydantic import ValidationError
+
+from processors.rules.evaluator import step, tick
+from processors.rules.history import PatientHistory, future_field
+from processors.rules.loader import RuleSet
+from schemas import Envelope, Finding, Tick
+
+StoredHistory = Callable[[str], bytes | None]
+"""A patient's history as the worker's table holds it (compact JSON bytes), None when it has none."""
+
+FROM_THE_FUTURE = "a device clock or a record from the future"
+
+
+class Unprocessable(Exception):
+    """A batch that no retry can store: the rules engine failed on one of its events, or PostgreSQL
+    refused one of its records. `reason` names the failure, never a value."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Batch:
+    """What one batch of events changes: records to store, findings in order, histories touched."""
+
+    stored: StoredHistory
+    envelopes: list[Envelope] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    histories: dict[str, PatientHistory] = field(default_factory=dict)
+    last_event: dict[str, EventT] = field(default_factory=dict)
+    rejected: list[tuple[EventT, str]] = field(default_factory=list)  # dead-lettered once stored
+    kinds: list[str] = field(default_factory=list)  # of the events evaluated, counted once stored
+
+    def history(self, patient: str) -> PatientHistory:
+        if patient not in self.histories:
+            stored = self.stored(patient)
+            self.histories[patient] = PatientHistory.from_json(stored) if stored else PatientHistory(patient)
+        return self.histories[patient]
+
+    def knows(self, patient: str) -> bool:
+        """True when the patient has a history (stored, or started in this batch)."""
+        return patient in self.histories or bool(self.stored(patient))
+
+
+def raw_value(event: EventT) -> bytes:
+    """The event's value as the raw codec hands it over (the worker's topics are all raw bytes)."""
+    value = event.value
+    return value if isinstance(value, bytes) else b""
+
+
+def envelopes(events: list[EventT]) -> list[Envelope]:
+    """The envelopes among `events` (for upload ids in a log line; what does not parse is skipped)."""
+    out = []
+    for event in events:
+        try:
+            out.append(Envelope.model_validate_json(raw_value(event)))
+        except (ValidationError, ValueError):
+            continue
+    return out
+
+
+def is_tick(event: EventT) -> bool:
+    """A timer's re-evaluation request for one patient (keyed by patient id), not a measurement."""
+    return bool(event.key) and raw_value(event).startswith(b'{"tick_at"')
+
+
+async def evaluate_all(events: list[EventT], stored: StoredHistory, rules: RuleSet,
+                       max_clock_skew_s: float) -> Batch:
+    """Evaluate the events in order, giving the event loop a turn after each: a batch of events of a
+    patient with a long history takes seconds, and /healthz, /readyz, /metrics, the dispatcher and the
+    Kafka heartbeats must not wait for all of it. Safe: only the agent changes the batch and the
+    histories, and it waits here; the timers and web pages only read the table."""
+    batch = Batch(stored)
+    latest = datetime.now(UTC) + timedelta(seconds=max_clock_skew_s)
+    for event in events:
+        try:
+            evaluate(batch, event, rules, latest)
+        except Exception as error:  # pure code: the same event fails the same way again
+            raise Unprocessable(f"rules evaluation failed: {type(error).__name__}") from error
+        await asyncio.sleep(0)
+    return batch
+
+
+def evaluate(batch: Batch, event: EventT, rules: RuleSet, latest: datetime) -> None:
+    """Run the rules for one event against its patient's history (kept in the batch until written).
+    A record dated after `latest` (now + max_clock_skew_s) is rejected before it reaches the history:
+    it would be the patient's "latest" until that date (see `future_field`)."""
+    if is_tick(event):
+        _tick(batch, event, rules)
+        return
+    try:
+        env = Envelope.model_validate_json(raw_value(event))
+    except ValidationError as error:
+        where = ".".join(map(str, error.errors()[0]["loc"]))
+        batch.rejected.append((event, f"invalid envelope: {error.error_count()} error(s), first at {where}"))
+        return
+    future = future_field(env, latest)
+    if future is not None:
+        batch.rejected.append((event, f"{future} is later than now + max_clock_skew_s: {FROM_THE_FUTURE}"))
+        return
+    batch.findings += step(batch.history(env.patient_id), env, rules)
+    batch.envelopes.append(env)
+    batch.last_event[env.patient_id] = event
+    batch.kinds.append(env.record.kind)
+
+
+def _tick(batch: Batch, event: EventT, rules: RuleSet) -> None:
+    """Re-evaluate a patient the worker holds a history of (a tick for anyone else does nothing)."""
+    patient = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
+    if batch.knows(patient):
+        batch.findings += tick(batch.history(patient), rules, Tick.model_validate_json(raw_value(event)).tick_at)
+        batch.last_event[patient] = event
+    batch.kinds.append("tick")

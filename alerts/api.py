@@ -20,11 +20,14 @@ from respmon.core import dbpool
 from respmon.core.httpsecurity import NulFree
 from respmon.core.probes import add_probes
 from respmon.core.settings import Settings, get_settings
+from schemas.findings import SEVERITIES
 
 TEAM_ACTIONS = Counter("respmon_alert_team_actions_total", "Acknowledgements and resolutions by the team", ["action"])
 ALERT_COLUMNS = ("alert_id, patient_id, rule_id, rule_version, category, severity, status, evidence, action,"
                  " citation, finding_at, opened_at, updated_at, acknowledged_at, acknowledged_by, resolved_at,"
                  " escalated_at")
+_MOST_SEVERE_FIRST = list(reversed(SEVERITIES))
+"""The order alerts are listed in (an array parameter: psycopg sends a list as text[])."""
 
 
 class Note(BaseModel):
@@ -76,8 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with pool.connection() as conn:
                 return conn.execute(
                     f"SELECT {ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(where)}"
-                    " ORDER BY array_position(ARRAY['urgent','high','warn','info'], severity), opened_at"
-                    " LIMIT %s", (*args, limit)).fetchall()
+                    " ORDER BY array_position(%s::text[], severity), opened_at"
+                    " LIMIT %s", (*args, _MOST_SEVERE_FIRST, limit)).fetchall()
 
         return {"alerts": await run_in_threadpool(query), "disclaimer": DISCLAIMER}
 

@@ -14,9 +14,7 @@ from psycopg.types.json import Jsonb
 from alerts.routing import Route, routing_for
 from respmon.core.settings import Settings
 from schemas import Finding
-from schemas.findings import SEVERITY_ORDER
-
-SEVERITIES = sorted(SEVERITY_ORDER, key=SEVERITY_ORDER.__getitem__)
+from schemas.findings import SEVERITIES
 
 DISCLAIMER = (
     "Decision support for the respiratory team, not an order: review the evidence and the patient "
@@ -45,7 +43,7 @@ async def apply_finding(conn: AsyncConnection, finding: Finding, settings: Setti
             " RETURNING alert_id, (xmax = 0) AS created",
             (finding.patient_id, finding.rule_id, finding.rule_version, finding.category, finding.severity,
              Jsonb(finding.evidence), finding.action, finding.citation, finding.at, finding.received_at,
-             SEVERITIES, SEVERITIES),
+             list(SEVERITIES), list(SEVERITIES)),
         )
     ).fetchone()
     if row is None:

@@ -15,10 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from respmon.core.settings import Settings
-from schemas.findings import SEVERITY_ORDER, Category, Severity
+from schemas.findings import CATEGORIES, SEVERITIES, SEVERITY_ORDER, Category, Severity
 
 Channel = Literal["webhook", "email"]
-ALL_CATEGORIES: tuple[Category, ...] = ("NIV_START", "NIV_ESCALATE", "TRACH_DISCUSS", "DATA_QUALITY")
 
 
 class Route(BaseModel):
@@ -28,8 +27,8 @@ class Route(BaseModel):
     channel: Channel
     target: str = Field(min_length=1, description="webhook URL or e-mail address(es), comma-separated")
     team: str = "respiratory"
-    categories: tuple[Category, ...] = ALL_CATEGORIES
-    min_severity: Severity = "info"
+    categories: tuple[Category, ...] = CATEGORIES
+    min_severity: Severity = SEVERITIES[0]
 
     def matches(self, category: str, severity: str) -> bool:
         return category in self.categories and SEVERITY_ORDER[severity] >= SEVERITY_ORDER[self.min_severity]

@@ -15,37 +15,44 @@ crash rewrites the same rows instead of adding new ones.
   timers (async twins of `respmon.core.timescale`).
 """
 
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from processors.metrics import niv as niv_metrics
 from processors.metrics import oximetry as oxi_metrics
-from processors.metrics import spirometry as spiro_metrics
+from processors.metrics.kinds import METRICS
 from processors.metrics.once import once
 from respmon.core import timescale
 from respmon.core.signals import CODEC, encode_signal, minute_aggregates
-from schemas import AlsfrsR, Envelope, Finding, NivNight, OximetryNight, SpirometrySession
+from schemas import Envelope, Finding, OximetryNight
+from schemas.kinds import RECORD_KINDS, Kind, kind_of
 
 # --- rows of each record kind ----------------------------------------------------------------
 
 KEYS: dict[str, tuple[str, ...]] = {
-    "spirometry_sessions": ("patient_id", "taken_at", "source"),
-    "oximetry_nights": ("patient_id", "start_at", "source"),
-    "oximetry_signals": ("patient_id", "start_at", "source"),
-    "niv_nights": ("patient_id", "night_date", "source"),
-    "alsfrs_r": ("patient_id", "taken_at", "source"),
-}
+    table: kind.key for kind in RECORD_KINDS for table in (kind.table, *kind.side_tables)}
+"""Every record table and its natural key (``schemas.kinds``), in write order: a kind's table before its
+side tables (a night before its signals), the same lock order in every worker."""
 COPY_THRESHOLD = 32
 """From this many rows of one table in a batch on, `store_records` uses COPY + INSERT ... SELECT."""
 
 
-def _metrics_dict(obj: Any) -> dict[str, Any]:
-    return obj.model_dump() if hasattr(obj, "model_dump") else asdict(obj)
+def table_columns(kind: Kind) -> tuple[tuple[str, str, bool], ...]:
+    """(column, attribute, from the metrics?) of a kind's table row: the record's fields, then its metrics'
+    fields, then its stored properties, less what the kind declares unstored (a metric wins over a record
+    field of the same name: the metrics say the value stored, a % predicted computed from demographics)."""
+    metrics = METRICS.get(kind)
+    from_metrics = [f for f in (metrics.fields if metrics else ()) if f not in kind.unstored]
+    fields = [f for f in kind.model.model_fields if f not in kind.unstored]
+    return (*((kind.column(f), f, f in from_metrics) for f in fields),
+            *((kind.column(f), f, True) for f in from_metrics if f not in fields),
+            *((f, f, False) for f in kind.computed))
+
+
+_COLUMNS = {kind: table_columns(kind) for kind in RECORD_KINDS}
 
 
 def signal_row(record: OximetryNight, upload_id: str | None) -> dict[str, Any]:
@@ -62,6 +69,10 @@ def signal_row(record: OximetryNight, upload_id: str | None) -> dict[str, Any]:
     }
 
 
+SIDE_ROWS: dict[str, Callable[[Any, str | None], dict[str, Any]]] = {"oximetry_signals": signal_row}
+"""The row builder of each side table (``schemas.kinds.Kind.side_tables``)."""
+
+
 def int_array(values: list[int | None]) -> str:
     """PostgreSQL's text form of an int[] (`{1,NULL,3}`), which the server casts for the column: psycopg's
     element-by-element list dumper was a visible share of the worker's CPU for 4 x 480 minutes a night."""
@@ -69,32 +80,14 @@ def int_array(values: list[int | None]) -> str:
 
 
 def record_rows(env: Envelope) -> list[tuple[str, dict[str, Any]]]:
-    """(table, row) pairs an envelope writes, in write order."""
+    """(table, row) pairs an envelope writes, in write order: the record's table, then its side tables."""
     record = env.record
-    base = {"patient_id": record.patient_id, "source": record.source, "upload_id": env.upload_id}
-    if isinstance(record, SpirometrySession):
-        m = _metrics_dict(spiro_metrics.session_metrics(record))
-        row = base | {k: m.get(k) for k in (
-            "fvc_l", "fvc_pct_pred", "fvc_pct_pred_source", "fev1_l", "svc_l", "mip_cmh2o", "mep_cmh2o",
-            "snip_cmh2o", "pcf_lpm", "pcf_assisted", "grade")} | {"taken_at": record.taken_at,
-                                                                  "posture": record.posture}
-        return [("spirometry_sessions", row)]
-    if isinstance(record, OximetryNight):
-        m = _metrics_dict(once(oxi_metrics.night_metrics, record))
-        row = base | {k: m.get(k) for k in (
-            "night_date", "valid", "invalid_reason", "recording_min", "vrt_min", "mean_spo2", "min_spo2",
-            "t90_pct", "t90_min", "t88_pct", "t88_min", "longest_le88_min", "odi3", "odi4", "mean_pulse")}
-        row |= {"start_at": record.start, "interval_s": record.interval_s, "on_niv": record.on_niv}
-        return [("oximetry_nights", row), ("oximetry_signals", signal_row(record, env.upload_id))]
-    if isinstance(record, NivNight):
-        m = _metrics_dict(once(niv_metrics.night_metrics, record))
-        row = base | {k: m.get(k) for k in (
-            "night_date", "usage_hours", "leak_p95_lpm", "leak_kind", "ahi", "resp_rate", "tidal_volume_ml",
-            "minute_vent_lpm", "spo2_mean", "spo2_t90_pct", "pct_spont_triggered")}
-        return [("niv_nights", row)]
-    if isinstance(record, AlsfrsR):
-        return [("alsfrs_r", base | {"taken_at": record.taken_at, "items": record.items, "total": record.total})]
-    return []
+    kind = kind_of(record)
+    metrics = METRICS.get(kind)
+    m = metrics.of(record) if metrics else None
+    row = {column: getattr(m if from_metrics else record, attr) for column, attr, from_metrics in _COLUMNS[kind]}
+    row["upload_id"] = env.upload_id
+    return [(kind.table, row), *((table, SIDE_ROWS[table](record, env.upload_id)) for table in kind.side_tables)]
 
 
 def _on_conflict(table: str, cols: Sequence[str]) -> str:

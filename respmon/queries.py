@@ -16,8 +16,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from respmon.core.signals import decode_signal
+from schemas.kinds import RECORD_KINDS, Kind, kind_named
 
-KINDS = ("spirometry", "oximetry_night", "niv_night", "alsfrs_r")
+KINDS = tuple(k.name for k in RECORD_KINDS)
+"""The record kinds a timeline lists (``record.kind``), each read by its query below."""
 
 _TIMELINE_SQL: dict[str, str] = {
     "spirometry": """
@@ -50,6 +52,25 @@ _TIMELINE_SQL: dict[str, str] = {
 _COMMON = ("at", "date", "source", "upload_id")
 
 
+def timeline_sql(kind: Kind) -> str:
+    """A kind's timeline query: its own above, else :func:`table_timeline_sql`."""
+    return _TIMELINE_SQL.get(kind.name) or table_timeline_sql(kind)
+
+
+def table_timeline_sql(kind: Kind) -> str:
+    """Every column of a kind's table, dated as the kind is: an instant by its UTC day; a day (a therapy
+    night) by that day, placed at its noon UTC. A new kind is listed without a query of its own."""
+    tc = kind.time_column
+    if kind.by_day:
+        dated = f"({tc} + time '12:00') AT TIME ZONE 'UTC' AS at, {tc} AS date"
+        within = f"{tc} BETWEEN %(start)s AND %(end)s"
+    else:
+        dated = f"{tc} AS at, ({tc} AT TIME ZONE 'UTC')::date AS date"
+        within = f"{tc} >= %(lo)s AND {tc} < %(hi)s"
+    return (f"SELECT *, {dated}, upload_id::text AS upload_id FROM {kind.table}"  # later names win in a dict row
+            f" WHERE patient_id = %(p)s AND {within}")
+
+
 def _utc_midnight(d: date) -> datetime:
     return datetime.combine(d, time(0), tzinfo=UTC)
 
@@ -70,8 +91,10 @@ def patient_timeline(conn: psycopg.Connection, patient_id: str, start: date, end
     items: list[dict[str, Any]] = []
     with conn.cursor(row_factory=dict_row) as cur:
         for kind in kinds:
-            for row in cur.execute(_TIMELINE_SQL[kind], params).fetchall():
-                metrics = {k: v for k, v in row.items() if k not in _COMMON}
+            spec = kind_named(kind)
+            skip = {*_COMMON, *spec.key, "stored_at"}
+            for row in cur.execute(timeline_sql(spec).encode(), params).fetchall():
+                metrics = {k: v for k, v in row.items() if k not in skip}
                 items.append({"kind": kind, **{k: row[k] for k in _COMMON}, "metrics": metrics})
     order = {k: i for i, k in enumerate(KINDS)}
     items.sort(key=lambda it: (it["at"], order[it["kind"]], it["source"]))
@@ -110,14 +133,8 @@ SELECT p.patient_id,
  ORDER BY p.ord
 """
 
-_ALL_PATIENTS_SQL = """
-SELECT patient_id FROM devices
-UNION SELECT patient_id FROM spirometry_sessions
-UNION SELECT patient_id FROM oximetry_nights
-UNION SELECT patient_id FROM niv_nights
-UNION SELECT patient_id FROM alsfrs_r
-ORDER BY 1
-"""
+_ALL_PATIENTS_SQL = " UNION ".join(
+    ["SELECT patient_id FROM devices", *(f"SELECT patient_id FROM {k.table}" for k in RECORD_KINDS)]) + " ORDER BY 1"
 
 
 def cohort_latest(conn: psycopg.Connection, patient_ids: list[str] | None = None) -> list[dict[str, Any]]:

@@ -1,13 +1,17 @@
 """What the rules engine concludes about a patient, and what the alert service delivers."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 Category = Literal["NIV_START", "NIV_ESCALATE", "TRACH_DISCUSS", "DATA_QUALITY"]
+CATEGORIES: tuple[Category, ...] = get_args(Category)
 Severity = Literal["info", "warn", "high", "urgent"]
-SEVERITY_ORDER: dict[str, int] = {"info": 0, "warn": 1, "high": 2, "urgent": 3}
+"""Mildest first."""
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+SEVERITY_ORDER: dict[str, int] = {s: rank for rank, s in enumerate(SEVERITIES)}
+"""Rank of each severity (higher is worse): the rules file, routing and alerts all compare by it."""
 FindingState = Literal["open", "resolved"]
 
 

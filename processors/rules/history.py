@@ -5,25 +5,29 @@ the stream processor can keep one per patient in a changelog-backed faust table 
 worker resumes where it stopped. Metrics come from :mod:`processors.metrics`; this module only
 keeps their values, keyed by each record's natural key so a re-sent record replaces its row.
 
-Row layout (every kind): ``t`` event time (epoch s, UTC), ``k`` join key (night date for nights,
-session timestamp for sessions), ``d`` display date, ``src`` source, ``ok`` valid night / usable
-session, then the metric fields named in ``processors/rules/README.md``.
+Row layout: one declaration per kind in :mod:`processors.rules.rows` (``t`` event time, epoch s UTC;
+``k`` join key, the night date for nights, the session timestamp for sessions; ``d`` display date;
+``src`` source; ``ok`` valid night / usable session; then the fields expressions read). The stores, the
+field that dates a record and its event time come from :mod:`schemas.kinds`.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from bisect import insort
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
+from operator import itemgetter
 from typing import Any
 
 import orjson
 
-from processors.metrics.once import once
-from schemas import AlsfrsR, Envelope, NivNight, OximetryNight, SpirometrySession
+from processors.metrics.kinds import METRICS
+from processors.rules.rows import STORE_ROWS, VIEWS
+from schemas import Envelope
+from schemas.envelope import AnyRecord
+from schemas.kinds import OXIMETRY, RECORD_KINDS, SPIROMETRY, Kind, kind_of
 
 __all__ = ["HISTORY_VERSION", "KEEP_DAYS", "KEEP_MAX_PER_KIND", "STORES", "PatientHistory", "Record", "event_time",
            "future_field", "record_kind"]
@@ -36,48 +40,37 @@ KEEP_MAX_PER_KIND = 1000
 sends thousands of sessions must not make every event of its patient cost a full scan of them."""
 DAY_S = 86400.0
 NIV_DAY_END = time(12, 0)
-"""A NIV therapy day runs noon to noon (ResMed); its night ends at noon UTC of the next day."""
+"""A therapy day (a NIV night) runs noon to noon (ResMed); its night ends at noon UTC of the next day."""
 
-Record = SpirometrySession | OximetryNight | NivNight | AlsfrsR
-STORES = ("spiro", "oxi", "niv", "alsfrs")
+Record = AnyRecord
+STORES = tuple(k.store for k in RECORD_KINDS)
+"""The history stores, one per record kind (``schemas.kinds``): spiro, oxi, niv, alsfrs."""
+_STORE_OF_VIEW = {name: view.store for name, view in VIEWS.items()}
 
 
 def record_kind(record: Record) -> str:
     """History store of a record: spiro, oxi, niv or alsfrs."""
-    if isinstance(record, SpirometrySession):
-        return "spiro"
-    if isinstance(record, OximetryNight):
-        return "oxi"
-    if isinstance(record, NivNight):
-        return "niv"
-    if isinstance(record, AlsfrsR):
-        return "alsfrs"
-    raise TypeError(f"not a canonical record: {type(record).__name__}")
+    return kind_of(record).store
 
 
 def _utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
-_DATED_BY = {"spiro": "taken_at", "alsfrs": "taken_at", "oxi": "start", "niv": "night_date"}
-"""The field that dates a record of each store (what its event time is computed from)."""
-
-
 def event_time(record: Record | Envelope) -> datetime:
-    """When a record's observation ended (what the engine evaluates "as of").
+    """When a record's observation ended (what the engine evaluates "as of"), from the field that dates
+    its kind (``schemas.kinds``).
 
     Sessions and questionnaires: ``taken_at``. Oximetry: start + recording length. NIV nights:
     noon UTC of the day after ``night_date`` (noon-to-noon therapy day).
     """
     if isinstance(record, Envelope):
         record = record.record
-    if isinstance(record, (SpirometrySession, AlsfrsR)):
-        return _utc(record.taken_at)
-    if isinstance(record, OximetryNight):
-        return _utc(record.start + timedelta(seconds=record.duration_s))
-    if isinstance(record, NivNight):
-        return datetime.combine(record.night_date + timedelta(days=1), NIV_DAY_END, tzinfo=UTC)
-    raise TypeError(f"not a canonical record: {type(record).__name__}")
+    kind = kind_of(record)
+    at: date = getattr(record, kind.dated_by)
+    if isinstance(at, datetime):
+        return _utc(at if kind.lasts is None else at + timedelta(seconds=getattr(record, kind.lasts)))
+    return datetime.combine(at + timedelta(days=1), NIV_DAY_END, tzinfo=UTC)
 
 
 def future_field(record: Record | Envelope, latest: datetime) -> str | None:
@@ -91,15 +84,7 @@ def future_field(record: Record | Envelope, latest: datetime) -> str | None:
         record = record.record
     if event_time(record) <= latest:
         return None
-    return f"record.{_DATED_BY[record_kind(record)]}"
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if hasattr(obj, "model_dump"):
-        return dict(obj.model_dump())
-    if dataclasses.is_dataclass(obj):
-        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    return dict(vars(obj))
+    return f"record.{kind_of(record).dated_by}"
 
 
 def _json_value(v: Any) -> Any:
@@ -112,6 +97,66 @@ def _json_value(v: Any) -> Any:
 
 def _present(*values: Any) -> list[float]:
     return [v for v in values if v is not None]
+
+
+# ---------------------------------------------------------------- rows (processors/rules/rows.py)
+def _row_keys(kind: Kind, rec: Any, m: Any) -> dict[str, Any]:
+    """What every row starts with: event time; join key = the metrics' ``night_date`` where they have one
+    (nights of every kind join on it), else the dating field (a day, or the UTC time); source; and
+    ``ok`` = the metrics' ``valid`` where they have one."""
+    at = getattr(m, "night_date", None) or getattr(rec, kind.dated_by)
+    key = (_utc(at) if isinstance(at, datetime) else at).isoformat()
+    return {"t": event_time(rec).timestamp(), "k": key, "d": key, "src": rec.source,
+            "ok": bool(getattr(m, "valid", True))}
+
+
+def _spiro_values(rec: Any, m: Any) -> dict[str, Any]:
+    """Sessions: usable grade, the larger of FVC and SVC, cough flow split by assistance."""
+    vc_l = _present(m.fvc_l, m.svc_l)
+    vc_pct = _present(m.fvc_pct_pred, m.svc_pct_pred)
+    assisted = bool(m.pcf_assisted)
+    demographics_missing = rec.sex is None or rec.age_years is None or rec.height_cm is None
+    return {
+        "ok": bool(m.usable), "usable": bool(m.usable), "grade": m.grade or "unknown",
+        "vc_l": max(vc_l) if vc_l else None, "vc_pct_pred": max(vc_pct) if vc_pct else None,
+        "pcf_unassisted_lpm": None if assisted else m.pcf_lpm, "pcf_assisted_lpm": m.pcf_lpm if assisted else None,
+        "pct_pred_not_computable": bool(vc_l) and not vc_pct and demographics_missing,
+        "supine_drop_pct": None,  # set by _pair_supine
+    }
+
+
+def _oxi_values(rec: Any, m: Any) -> dict[str, Any]:
+    """The oxygen and NIV flags are the record's (a missing one is no)."""
+    return {"valid": bool(m.valid), "on_o2": rec.supplemental_o2 is True, "under_niv": rec.on_niv is True}
+
+
+_VALUES: dict[Kind, Callable[[Any, Any], dict[str, Any]]] = {SPIROMETRY: _spiro_values, OXIMETRY: _oxi_values}
+"""Row values a kind computes; every other field of its row is the metric, else the record attribute, of
+that name."""
+
+
+class _RowBuilder:
+    """Builds one store's rows from its declaration, with the field lists worked out once."""
+
+    def __init__(self, kind: Kind):
+        self.kind = kind
+        self.metrics = METRICS.get(kind)
+        self.fields = STORE_ROWS[kind.store].fields
+        self.from_metrics = frozenset(self.metrics.fields if self.metrics else ()) & set(self.fields)
+        self.values = _VALUES.get(kind)
+        self.key = itemgetter(*STORE_ROWS[kind.store].key)
+
+    def __call__(self, rec: Any) -> dict[str, Any]:
+        m = self.metrics.of(rec) if self.metrics else None
+        row = _row_keys(self.kind, rec, m)
+        if self.values is not None:
+            row.update(self.values(rec, m))
+        from_metrics = self.from_metrics
+        return {f: _json_value(row[f] if f in row else getattr(m if f in from_metrics else rec, f))
+                for f in self.fields}
+
+
+_ROWS = {k.store: _RowBuilder(k) for k in RECORD_KINDS}
 
 
 class PatientHistory:
@@ -152,26 +197,22 @@ class PatientHistory:
             record = record.record
         if record.patient_id != self.patient_id:
             raise ValueError(f"record of patient {record.patient_id} added to history of {self.patient_id}")
-        kind = record_kind(record)
-        row = getattr(self, f"_row_{kind}")(record)
+        kind = kind_of(record)
+        store = kind.store
+        build = _ROWS[store]
+        row = build(record)
         t = row["t"]
-        self.first_event_ts[kind] = min(self.first_event_ts.get(kind, t), t)
-        self.last_event_ts[kind] = max(self.last_event_ts.get(kind, t), t)
-        rows = self._rows[kind]
-        natural = self._natural_key(kind, row)
-        rows[:] = [r for r in rows if self._natural_key(kind, r) != natural]
+        self.first_event_ts[store] = min(self.first_event_ts.get(store, t), t)
+        self.last_event_ts[store] = max(self.last_event_ts.get(store, t), t)
+        rows = self._rows[store]
+        natural, key = build.key(row), build.key
+        rows[:] = [r for r in rows if key(r) != natural]
         insort(rows, row, key=lambda r: r["t"])
-        if kind == "spiro":
+        if kind is SPIROMETRY:
             self._pair_supine(row["k"][:10])
         self._views.clear()
         self.prune()
-        return any(r is row for r in self._rows[kind])
-
-    @staticmethod
-    def _natural_key(kind: str, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        if kind == "spiro":
-            return (row["k"], row["posture"], row["src"])
-        return (row["k"], row["src"])
+        return any(r is row for r in self._rows[store])
 
     def prune(self) -> None:
         """Drop rows older than their store's ``keep_days`` before the newest event of any kind, then
@@ -188,36 +229,11 @@ class PatientHistory:
                 del rows[:len(rows) - self.keep_max]  # rows are sorted by event time: the oldest go
                 self._views.clear()
 
-    def _row_spiro(self, rec: SpirometrySession) -> dict[str, Any]:
-        from processors.metrics import spirometry
-
-        m = _as_dict(spirometry.session_metrics(rec))
-        taken = _utc(rec.taken_at)
-        fvc_pct, svc_pct = m.get("fvc_pct_pred"), m.get("svc_pct_pred")
-        vc_l = _present(m.get("fvc_l"), m.get("svc_l"))
-        vc_pct = _present(fvc_pct, svc_pct)
-        pcf = m.get("pcf_lpm")
-        assisted = bool(m.get("pcf_assisted", rec.pcf_assisted))
-        demographics_missing = rec.sex is None or rec.age_years is None or rec.height_cm is None
-        row = {
-            "t": taken.timestamp(), "k": taken.isoformat(), "d": taken.isoformat(), "src": rec.source,
-            "posture": rec.posture, "ok": bool(m.get("usable", True)),
-            "fvc_l": m.get("fvc_l"), "fvc_pct_pred": fvc_pct, "fvc_pct_pred_source": m.get("fvc_pct_pred_source"),
-            "svc_l": m.get("svc_l"), "svc_pct_pred": svc_pct, "fev1_l": m.get("fev1_l"),
-            "vc_l": max(vc_l) if vc_l else None, "vc_pct_pred": max(vc_pct) if vc_pct else None,
-            "mip_cmh2o": m.get("mip_cmh2o"), "mep_cmh2o": m.get("mep_cmh2o"), "snip_cmh2o": m.get("snip_cmh2o"),
-            "pcf_unassisted_lpm": None if assisted else pcf, "pcf_assisted_lpm": pcf if assisted else None,
-            "grade": m.get("grade") or "unknown", "usable": bool(m.get("usable", True)),
-            "pct_pred_not_computable": bool(vc_l) and not vc_pct and demographics_missing,
-            "supine_drop_pct": None,
-        }
-        return {k: _json_value(v) for k, v in row.items()}
-
     def _pair_supine(self, day: str) -> None:
         """Same-day sitting/supine pair: store the supine drop on the latest sitting row of that day."""
         from processors.metrics import spirometry
 
-        same = [r for r in self._rows["spiro"] if r["k"][:10] == day]
+        same = [r for r in self._rows[SPIROMETRY.store] if r["k"][:10] == day]
         sitting = [r for r in same if r["posture"] == "sitting"]
         supine = [r for r in same if r["posture"] == "supine"]
         for r in sitting:
@@ -228,60 +244,23 @@ class PatientHistory:
         if sit["fvc_l"] and sup["fvc_l"] is not None:
             sit["supine_drop_pct"] = round(float(spirometry.supine_drop_pct(sit["fvc_l"], sup["fvc_l"])), 4)
 
-    def _row_oxi(self, rec: OximetryNight) -> dict[str, Any]:
-        from processors.metrics import oximetry
-
-        m = _as_dict(once(oximetry.night_metrics, rec))
-        end = event_time(rec)
-        night = m["night_date"]
-        row = {
-            "t": end.timestamp(), "k": night.isoformat(), "d": night.isoformat(), "src": rec.source,
-            "ok": bool(m["valid"]), "valid": bool(m["valid"]), "invalid_reason": m.get("invalid_reason"),
-            "on_o2": rec.supplemental_o2 is True, "under_niv": rec.on_niv is True,
-        }
-        for f in ("recording_min", "vrt_min", "mean_spo2", "min_spo2", "t90_pct", "t90_min", "t88_pct",
-                  "t88_min", "longest_le88_min", "odi3", "odi4", "mean_pulse"):
-            row[f] = m.get(f)
-        return {k: _json_value(v) for k, v in row.items()}
-
-    def _row_niv(self, rec: NivNight) -> dict[str, Any]:
-        from processors.metrics import niv
-
-        m = _as_dict(once(niv.night_metrics, rec))
-        night = m.get("night_date") or rec.night_date
-        row = {"t": event_time(rec).timestamp(), "k": night.isoformat(), "d": night.isoformat(),
-               "src": rec.source, "ok": True}
-        for f in ("usage_hours", "leak_p95_lpm", "leak_kind", "ahi", "resp_rate", "tidal_volume_ml",
-                  "minute_vent_lpm", "spo2_mean", "spo2_t90_pct", "pct_spont_triggered"):
-            row[f] = m.get(f, getattr(rec, f, None))
-        return {k: _json_value(v) for k, v in row.items()}
-
-    def _row_alsfrs(self, rec: AlsfrsR) -> dict[str, Any]:
-        taken = _utc(rec.taken_at)
-        return {"t": taken.timestamp(), "k": taken.isoformat(), "d": taken.isoformat(), "src": rec.source,
-                "ok": True, "items": list(rec.items), "total": rec.total, "bulbar": rec.bulbar,
-                "respiratory": rec.respiratory}
-
     # ---------------------------------------------------------------- what the engine reads
     def rows(self, kind: str) -> list[dict[str, Any]]:
         """Rows of an expression kind (spiro = sitting sessions, supine, oxi, niv, alsfrs), oldest first."""
         view = self._views.get(kind)
         if view is None:
-            if kind in ("spiro", "supine"):
-                posture = "sitting" if kind == "spiro" else "supine"
-                view = [r for r in self._rows["spiro"] if r["posture"] == posture]
-            else:
-                view = self._rows[kind]
+            spec = VIEWS.get(kind)
+            view = self._rows[kind] if spec is None else self._rows[spec.store]
+            if spec is not None and spec.posture is not None:
+                view = [r for r in view if r["posture"] == spec.posture]
             self._views[kind] = view
         return view
 
     def first_event(self, kind: str | None) -> float | None:
         """Epoch seconds of the first record ever added (of a kind, or of any kind)."""
-        if kind in ("spiro", "supine"):
-            kind = "spiro"
         if kind is None:
             return min(self.first_event_ts.values()) if self.first_event_ts else None
-        return self.first_event_ts.get(kind)
+        return self.first_event_ts.get(_STORE_OF_VIEW.get(kind, kind))
 
     def last_event(self, kind: str | None = None) -> datetime | None:
         """Event time of the newest record (of a kind, or of any kind): the last upload's data."""

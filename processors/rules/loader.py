@@ -24,8 +24,6 @@ from processors.rules.expr import BOOL, Compiled, ExprError, Node, Scope, Series
 from processors.rules.history import KEEP_DAYS, KEEP_MAX_PER_KIND, STORES
 from processors.rules.lookback import needs, row_needs
 from processors.rules.rulefile import (
-    CATEGORIES,
-    SEVERITIES,
     RuleChange,
     RulesFile,
     RuleSpec,
@@ -37,11 +35,10 @@ from processors.rules.rulefile import (
     param_kind,
     tiers_problem,
 )
+from schemas.findings import SEVERITY_ORDER
 
 __all__ = [
-    "CATEGORIES",
     "DEFAULT_RULES",
-    "SEVERITIES",
     "Rule",
     "RuleSet",
     "RulesError",
@@ -50,7 +47,6 @@ __all__ = [
 ]
 
 DEFAULT_RULES = Path(__file__).with_name("default.yaml")
-_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 _MAX = "keep_max_per_kind"
 
 
@@ -299,7 +295,7 @@ class _RuleCompiler:
     def tiers(self) -> tuple[Tier, ...]:
         tiers = [Tier(t.level, None if t.when is None else self.condition(f"severity[{i}].when", t.when))
                  for i, t in enumerate(self.spec.severity)]
-        return tuple(sorted(tiers, key=lambda t: -_RANK[t.level]))
+        return tuple(sorted(tiers, key=lambda t: -SEVERITY_ORDER[t.level]))
 
     def rule(self, version: str) -> Rule:
         spec = self.spec

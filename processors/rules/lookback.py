@@ -31,12 +31,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from processors.rules.expr import Call, Compiled, Field, LetRef, LetSeries, Node
+from processors.rules.rows import VIEWS
+from schemas.kinds import RECORD_KINDS
 
 __all__ = ["STORE_OF", "Need", "RowNeed", "needs", "row_needs"]
 
-STORE_OF = {"spiro": "spiro", "supine": "spiro", "oxi": "oxi", "niv": "niv", "alsfrs": "alsfrs"}
+STORE_OF = {name: view.store for name, view in VIEWS.items()}
 """Expression kind -> history store (supine sessions are kept with spirometry)."""
-_NIGHTLY = {"oxi", "niv"}
+_NIGHTLY = {k.store for k in RECORD_KINDS if k.family == "night"}
+"""Stores of one row per night and source."""
 _COUNT_KW = ("nights", "last", "sessions")
 
 

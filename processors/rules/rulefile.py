@@ -34,10 +34,9 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from processors.rules.expr import BOOL, LIST, NUM, STR
 from processors.rules.history import KEEP_MAX_PER_KIND, STORES
+from schemas.findings import CATEGORIES, SEVERITIES
 
 __all__ = [
-    "CATEGORIES",
-    "SEVERITIES",
     "CitationSpec",
     "History",
     "RuleChange",
@@ -52,8 +51,6 @@ __all__ = [
     "tiers_problem",
 ]
 
-CATEGORIES = ("NIV_START", "NIV_ESCALATE", "TRACH_DISCUSS", "DATA_QUALITY")
-SEVERITIES = ("info", "warn", "high", "urgent")
 MAX_ROWS = 100_000
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -249,7 +246,7 @@ def _tiers(value: Any) -> tuple[TierSpec, ...]:
     if isinstance(value, str):
         value = [_choice(value, SEVERITIES)]
     if not isinstance(value, list) or not value:
-        raise _error("must be a level (info, warn, high, urgent) or a list of {level, when}")
+        raise _error(f"must be a level ({', '.join(SEVERITIES)}) or a list of {{level, when}}")
     tiers = _TIER_LIST.validate_python([{"level": t} if isinstance(t, str) else t for t in value])
     problem = tiers_problem(tiers)
     if problem:

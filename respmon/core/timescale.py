@@ -28,7 +28,8 @@ TIMESERIES_TABLES: dict[str, str] = {
     "alsfrs_r": "taken_at",
     "findings": "at",
 }
-"""Every time-series table and its time (partitioning) column."""
+"""Every time-series table and its time (partitioning) column. Written out because the core imports
+nothing of the project; tests/test_storage/test_kind_tables.py checks it against `schemas.kinds`."""
 
 CONTINUOUS_AGGREGATES: tuple[str, ...] = (
     "daily_oximetry", "daily_niv", "daily_spirometry", "daily_alsfrs", "daily_findings")

@@ -1,16 +1,21 @@
 """The record kinds an expression names (``spiro``, ``oxi``, ...) and the type of each field.
 
-One declaration, :data:`KINDS`, kept apart so it can be derived from the canonical records later.
+Derived from the history's row declarations (:data:`processors.rules.rows.VIEWS`): a field annotated
+``float``/``int`` is a number, ``bool`` yes/no, ``str`` or a ``Literal`` of text is text; ``| None`` only
+says it may be missing.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin
 
 from processors.rules.expr.types import BOOL, NUM, STR
+from processors.rules.rows import VIEWS
 
-__all__ = ["KINDS", "KindSpec"]
+__all__ = ["KINDS", "KindSpec", "field_type"]
 
 
 @dataclass(frozen=True)
@@ -22,50 +27,26 @@ class KindSpec:
     doc: str
 
 
-KINDS: dict[str, KindSpec] = {
-    "spiro": KindSpec(
-        "spiro",
-        "session",
-        {
-            "fvc_l": NUM, "fvc_pct_pred": NUM, "svc_l": NUM, "svc_pct_pred": NUM, "fev1_l": NUM,
-            "vc_l": NUM, "vc_pct_pred": NUM, "mip_cmh2o": NUM, "mep_cmh2o": NUM, "snip_cmh2o": NUM,
-            "pcf_unassisted_lpm": NUM, "pcf_assisted_lpm": NUM, "grade": STR, "usable": BOOL,
-            "supine_drop_pct": NUM, "pct_pred_not_computable": BOOL, "fvc_pct_pred_source": STR,
-        },
-        "sitting spirometry / respiratory-muscle sessions (valid = usable grade)",
-    ),
-    "supine": KindSpec(
-        "supine",
-        "supine",
-        {"fvc_l": NUM, "fvc_pct_pred": NUM, "svc_l": NUM, "vc_l": NUM, "grade": STR, "usable": BOOL},
-        "supine spirometry sessions",
-    ),
-    "oxi": KindSpec(
-        "oxi",
-        "night",
-        {
-            "valid": BOOL, "recording_min": NUM, "vrt_min": NUM, "mean_spo2": NUM, "min_spo2": NUM,
-            "t90_pct": NUM, "t90_min": NUM, "t88_pct": NUM, "t88_min": NUM, "longest_le88_min": NUM,
-            "odi3": NUM, "odi4": NUM, "mean_pulse": NUM, "on_o2": BOOL, "under_niv": BOOL,
-            "invalid_reason": STR,
-        },
-        "overnight oximetry nights (valid = valid recording time >= 4 h)",
-    ),
-    "niv": KindSpec(
-        "niv",
-        "night",
-        {
-            "usage_hours": NUM, "leak_p95_lpm": NUM, "leak_kind": STR, "ahi": NUM, "resp_rate": NUM,
-            "tidal_volume_ml": NUM, "minute_vent_lpm": NUM, "spo2_mean": NUM, "spo2_t90_pct": NUM,
-            "pct_spont_triggered": NUM,
-        },
-        "NIV device nights (noon to noon)",
-    ),
-    "alsfrs": KindSpec(
-        "alsfrs",
-        "form",
-        {"total": NUM, "bulbar": NUM, "respiratory": NUM},
-        "ALSFRS-R questionnaires; alsfrs.item(n) is item n (1-12)",
-    ),
-}
+def field_type(annotation: Any) -> str:
+    """The expression type of a row field's annotation (TypeError for a type expressions cannot hold)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"a row field must be one type or None, not {annotation}")
+        annotation = args[0]
+    if get_origin(annotation) is Literal:
+        kinds = {type(v) for v in get_args(annotation)}
+        annotation = kinds.pop() if len(kinds) == 1 else annotation
+    if annotation is bool:  # before int: bool is an int
+        return BOOL
+    if annotation in (int, float):
+        return NUM
+    if annotation is str:
+        return STR
+    raise TypeError(f"a row field must be a number, bool or text, not {annotation}")
 
+
+KINDS: dict[str, KindSpec] = {
+    name: KindSpec(name, view.family, {f: field_type(a) for f, a in view.fields.items()}, view.doc)
+    for name, view in VIEWS.items()
+}

@@ -1,14 +1,14 @@
 """Escalation: an open alert nobody acknowledged within the site's time is re-sent to the escalation
-routes, once per notification (a new severity starts the clock again)."""
+routes, once per notification (a new severity starts the clock again). An alert never notified (raised
+by backfilled findings, `notified_at` NULL) is not escalated."""
 
 import logging
 
 from psycopg import AsyncConnection
 
-from alerts.lifecycle import finding_payload, queue_deliveries
+from alerts.lifecycle import ALERT_ROW, alert_from_row, alert_payload, queue_deliveries
 from alerts.routing import routing_for
 from respmon.core.settings import Settings
-from schemas import Finding
 
 log = logging.getLogger("respmon.alerts")
 
@@ -22,18 +22,17 @@ async def escalate_due(conn: AsyncConnection, settings: Settings, limit: int = 1
     async with conn.transaction():
         rows = await (
             await conn.execute(
-                "SELECT alert_id, patient_id, rule_id, rule_version, category, severity, finding_at, evidence,"
-                " action, citation FROM alerts WHERE status = 'open' AND escalated_at IS NULL"
+                f"SELECT {ALERT_ROW} FROM alerts WHERE status = 'open' AND escalated_at IS NULL"
                 " AND notified_at < now() - make_interval(secs => %s)"
                 " ORDER BY notified_at LIMIT %s FOR UPDATE SKIP LOCKED",
                 (routing.escalation.after_minutes * 60, limit),
             )
         ).fetchall()
-        for alert_id, patient_id, rule_id, rule_version, category, severity, at, evidence, action, citation in rows:
-            routes = routing.escalation_routes(category, severity)
-            finding = Finding(patient_id=patient_id, rule_id=rule_id, rule_version=rule_version, category=category,
-                              severity=severity, at=at, evidence=evidence, action=action, citation=citation)
-            await queue_deliveries(conn, alert_id, finding_payload(alert_id, finding, settings), routes,
+        for row in rows:
+            alert = alert_from_row(row)
+            alert_id = row[0]
+            routes = routing.escalation_routes(alert.category, alert.severity)
+            await queue_deliveries(conn, alert_id, alert_payload(alert_id, alert, "escalated", settings), routes,
                                    "escalation")
             await conn.execute("UPDATE alerts SET escalated_at = now() WHERE alert_id = %s", (alert_id,))
             await conn.execute(

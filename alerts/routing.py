@@ -2,7 +2,9 @@
 an alert goes when nobody acknowledges it in time. Read from a YAML file (`RESPMON_ROUTING_FILE`);
 `${VAR}` in the file is taken from the environment, so secrets and addresses stay out of it.
 
-Without a file, every alert goes to `RESPMON_WEBHOOK_URL` (if set) and nothing escalates.
+Without a file, every alert from `warn` up goes to `RESPMON_WEBHOOK_URL` (if set) and nothing escalates.
+A route sends `warn` and worse unless it says `min_severity: info`: `info` alerts are kept for the team's
+view (the alerts API), not sent.
 """
 
 import os
@@ -15,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from respmon.core.settings import Settings
-from schemas.findings import CATEGORIES, SEVERITIES, SEVERITY_ORDER, Category, Severity
+from schemas.findings import CATEGORIES, SEVERITY_ORDER, Category, Severity
 
 Channel = Literal["webhook", "email"]
 
@@ -28,7 +30,8 @@ class Route(BaseModel):
     target: str = Field(min_length=1, description="webhook URL or e-mail address(es), comma-separated")
     team: str = "respiratory"
     categories: tuple[Category, ...] = CATEGORIES
-    min_severity: Severity = SEVERITIES[0]
+    min_severity: Severity = "warn"
+    """`info` findings are kept for the team's view; a route that wants them says so."""
 
     def matches(self, category: str, severity: str) -> bool:
         return category in self.categories and SEVERITY_ORDER[severity] >= SEVERITY_ORDER[self.min_severity]
@@ -91,5 +94,10 @@ def routing_for(settings: Settings) -> Routing:
     if settings.routing_file is not None:
         return load_routing(settings.routing_file)
     if settings.webhook_url:
-        return Routing(routes=(Route(name="default-webhook", channel="webhook", target=settings.webhook_url),))
+        return default_routing(settings.webhook_url)
     return Routing()
+
+
+def default_routing(webhook_url: str) -> Routing:
+    """Routing without a file: one webhook, `warn` and worse."""
+    return Routing(routes=(Route(name="default-webhook", channel="webhook", target=webhook_url),))

@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         x_filename: str | None = Header(default=None, max_length=255),
         fmt: str | None = Query(default=None, alias="format", description="override format detection"),
         filename: str | None = Query(default=None, max_length=255),
+        o2_lpm: float | None = Query(default=None, ge=0, le=30, description=(
+            "supplemental oxygen flow (L/min) during this recording, when the file does not say")),
     ) -> JSONResponse:
         try:
             device = await run_in_threadpool(_device, authorization)
@@ -96,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             result: UploadResult = await run_in_threadpool(
                 handle_upload, pool, state["publisher"],
-                Upload(device, body, media, name, fmt, idempotency_key), limits,
+                Upload(device, body, media, name, fmt, idempotency_key, o2_lpm), limits,
             )
         except UNAVAILABLE as error:  # Kafka or PostgreSQL unavailable: the device retries later
             log.error("upload failed", extra={"device_id": device.device_id, "error": type(error).__name__})

@@ -1,6 +1,7 @@
 """Per-device credentials: a random bearer token, stored only as its SHA-256, bound to one patient."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
@@ -13,16 +14,25 @@ class Device:
     patient_id: str
 
 
-def provision(conn: psycopg.Connection, device_id: str, patient_id: str) -> str:
-    """Create a device (or rotate its token) and return the new token; it is shown once, never stored."""
+def provision(conn: psycopg.Connection, device_id: str, patient_id: str, expires: datetime | None = None) -> str:
+    """Create a device (or rotate its token) and return the new token; it is shown once, never stored.
+    `expires`: the token is refused from then on (None: until revoked)."""
     token = new_token()
     conn.execute(
-        "INSERT INTO devices (device_id, patient_id, token_sha256) VALUES (%s, %s, %s)"
+        "INSERT INTO devices (device_id, patient_id, token_sha256, expires_at) VALUES (%s, %s, %s, %s)"
         " ON CONFLICT (device_id) DO UPDATE SET patient_id = EXCLUDED.patient_id,"
-        " token_sha256 = EXCLUDED.token_sha256, active = true",
-        (device_id, patient_id, hash_token(token)),
+        " token_sha256 = EXCLUDED.token_sha256, expires_at = EXCLUDED.expires_at, active = true,"
+        " revoked_at = NULL, last_used_at = NULL",
+        (device_id, patient_id, hash_token(token), expires),
     )
     return token
+
+
+def revoke(conn: psycopg.Connection, device_id: str) -> bool:
+    """End the device's token now (uploads with it answer 401); `device-add` gives it a new one."""
+    cur = conn.execute("UPDATE devices SET active = false, revoked_at = coalesce(revoked_at, now())"
+                       " WHERE device_id = %s", (device_id,))
+    return cur.rowcount > 0
 
 
 def authenticate(conn: psycopg.Connection, token: str) -> Device | None:

@@ -57,11 +57,13 @@ def _archived(pool: ConnectionPool, upload_id: str) -> tuple[str, Upload]:
         raise NotArchived(f"{upload_id!r} is not an upload id (a UUID)") from None
     with pool.connection() as conn:
         row = conn.execute(
-            "SELECT r.device_id, d.patient_id, r.body, r.content_type, r.filename, r.format, r.idempotency_key"
+            "SELECT r.device_id, d.patient_id, r.body, r.content_type, r.filename, r.format, r.idempotency_key,"
+            " r.o2_lpm"
             " FROM raw_uploads r JOIN devices d USING (device_id) WHERE r.upload_id = %s",
             (key,),
         ).fetchone()
     if row is None:
         raise NotArchived(f"no archived upload {upload_id}")
-    device_id, patient_id, body, content_type, filename, fmt, idempotency_key = row
-    return str(key), Upload(Device(device_id, patient_id), bytes(body), content_type, filename, fmt, idempotency_key)
+    device_id, patient_id, body, content_type, filename, fmt, idempotency_key, o2_lpm = row
+    return str(key), Upload(Device(device_id, patient_id), bytes(body), content_type, filename, fmt, idempotency_key,
+                            o2_lpm)

@@ -62,6 +62,8 @@ class Upload:
     filename: str | None
     fmt: str | None
     idempotency_key: str | None
+    o2_lpm: float | None = None
+    """Oxygen flow the device declared for the recording (`?o2_lpm=`), for files that do not say it."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,8 @@ def _read(upload: Upload, upload_id: str, limits: Limits) -> Parsed | Refusal:
     name = upload.filename or "upload"
     try:
         fmt = upload.fmt or detect_format(name, upload.body)
-        records, notes = parse_bytes_with_notes(upload.body, name, fmt=fmt, patient_id=upload.device.patient_id)
+        records, notes = parse_bytes_with_notes(upload.body, name, fmt=fmt, patient_id=upload.device.patient_id,
+                                               o2_lpm=upload.o2_lpm)
         return _checked(upload, upload_id, records, len(notes), fmt, limits)
     except PatientMismatch as error:
         return Refusal(fmt, 403, "forbidden", str(error))
@@ -258,10 +261,10 @@ def _earlier(conn: psycopg.Connection, upload: Upload, sha: str) -> Archived | U
 def _insert(conn: psycopg.Connection, upload: Upload, sha: str, upload_id: str) -> bool:
     inserted = conn.execute(
         "INSERT INTO raw_uploads (upload_id, device_id, received_at, sha256, idempotency_key,"
-        " content_type, filename, size_bytes, body, format)"
-        " VALUES (%s, %s, now(), %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING upload_id",
+        " content_type, filename, size_bytes, body, format, o2_lpm)"
+        " VALUES (%s, %s, now(), %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING upload_id",
         (upload_id, upload.device.device_id, sha, upload.idempotency_key, upload.content_type,
-         upload.filename, len(upload.body), upload.body, upload.fmt),
+         upload.filename, len(upload.body), upload.body, upload.fmt, upload.o2_lpm),
     ).fetchone()
     return inserted is not None
 

@@ -28,18 +28,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from alerts.carestate import record_async as record_care_state
+from alerts.decide import Notification
 from alerts.dispatcher import Dispatcher
 from alerts.escalation import escalate_due
-from alerts.lifecycle import apply_finding
+from alerts.lifecycle import apply_findings
 from processors import faustfix, lag, store, telemetry
-from processors.batch import Batch, Unprocessable, envelopes, evaluate_all, is_tick, raw_value
+from processors.batch import Batch, Unprocessable, envelopes, evaluate_all, is_care_state, is_tick, raw_value
 from processors.faustfix import internals
 from processors.rules.loader import load_rules
 from respmon.core import dbpool
 from respmon.core.exits import CRASH_EXIT
 from respmon.core.logs import logging_config
 from respmon.core.settings import Settings
-from schemas import Finding, Tick
+from schemas import Tick
 
 __all__ = ["Worker", "create_app", "run"]
 log = logging.getLogger("respmon.worker")
@@ -185,20 +187,24 @@ class Worker:
     async def _write(self, batch: Batch) -> None:
         """One transaction per batch: record upserts, findings, alerts and their outbox rows."""
         telemetry.BATCH_EVENTS.observe(len(batch.envelopes))
-        queued: list[Finding] = []
+        queued: list[Notification] = []
+        # patient -> time of their newest data: alerts a backfill raised silently are announced once it is recent
+        latest = {p: t for p, h in batch.histories.items() if (t := h.last_event()) is not None}
 
         async def store_batch(conn: AsyncConnection) -> None:
             queued.clear()
             with telemetry.DB_WRITE_SECONDS.time():
                 await store.store_records(conn, batch.envelopes)
+                for change in batch.care_states:  # the audit row, in the transaction of what it resolves
+                    await record_care_state(conn, change)
                 for finding in batch.findings:
                     await store.store_finding(conn, finding)
-                    if await apply_finding(conn, finding, self.settings) is not None:
-                        queued.append(finding)
+                # one decision per evaluation and category: rules opening together share one notification
+                queued.extend(await apply_findings(conn, batch.findings, self.settings, latest=latest))
 
         await self._in_transaction(store_batch, sorted({str(e.upload_id) for e in batch.envelopes})[:10])
-        for finding in queued:
-            telemetry.ALERTS_QUEUED.labels(finding.category, finding.severity).inc()
+        for note in queued:
+            telemetry.ALERTS_QUEUED.labels(note.category, note.severity).inc()
 
     async def _in_transaction(self, work: Callable[[AsyncConnection], Awaitable[None]],
                               upload_ids: list[str]) -> None:
@@ -234,7 +240,7 @@ class Worker:
                                    (upload_ids[0], reason))
 
             await self._in_transaction(record, upload_ids)
-        kind = found[0].record.kind if found else "tick" if is_tick(event) else "unknown"
+        kind = found[0].record.kind if found else _message_kind(event)
         telemetry.EVENTS_PROCESSED.labels(self.settings.measurements_topic, kind, "deadletter").inc()
         log.warning("event dead-lettered", extra={"reason": reason, "kind": kind, "upload_ids": upload_ids})
         payload = raw_value(event).decode("utf-8", "replace")
@@ -266,6 +272,11 @@ class Worker:
         if not await dbpool.answers_async(self.pool, timeout_s=3):
             return "database unavailable", 503
         return "ready", 200
+
+
+def _message_kind(event: EventT) -> str:
+    """What a message that is no envelope is, for the counters and log lines."""
+    return "tick" if is_tick(event) else "care_state" if is_care_state(event) else "unknown"
 
 
 def _crash(error: Exception, pending: list[EventT]) -> NoReturn:

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from faust.types import EventT
 from pydantic import ValidationError
 
-from processors.rules.evaluator import step, tick
+from processors.rules.evaluator import change_care_state, step, tick
 from processors.rules.history import PatientHistory, future_field
 from processors.rules.loader import RuleSet
-from schemas import Envelope, Finding, Tick
+from schemas import CareStateChange, Envelope, Finding, Tick
 
 StoredHistory = Callable[[str], bytes | None]
 """A patient's history as the worker's table holds it (compact JSON bytes), None when it has none."""
@@ -42,6 +42,7 @@ class Batch:
     last_event: dict[str, EventT] = field(default_factory=dict)
     rejected: list[tuple[EventT, str]] = field(default_factory=list)  # dead-lettered once stored
     kinds: list[str] = field(default_factory=list)  # of the events evaluated, counted once stored
+    care_states: list[CareStateChange] = field(default_factory=list)  # recorded in `care_states` with the batch
 
     def history(self, patient: str) -> PatientHistory:
         if patient not in self.histories:
@@ -76,6 +77,11 @@ def is_tick(event: EventT) -> bool:
     return bool(event.key) and raw_value(event).startswith(b'{"tick_at"')
 
 
+def is_care_state(event: EventT) -> bool:
+    """A care-state change the team set (`schemas.CareStateChange`: its `kind` comes first), not a measurement."""
+    return bool(event.key) and raw_value(event).startswith(b'{"kind":"care_state"')
+
+
 async def evaluate_all(events: list[EventT], stored: StoredHistory, rules: RuleSet,
                        max_clock_skew_s: float) -> Batch:
     """Evaluate the events in order, giving the event loop a turn after each: a batch of events of a
@@ -100,6 +106,9 @@ def evaluate(batch: Batch, event: EventT, rules: RuleSet, latest: datetime) -> N
     if is_tick(event):
         _tick(batch, event, rules)
         return
+    if is_care_state(event):
+        _care_state(batch, event, rules, latest)
+        return
     try:
         env = Envelope.model_validate_json(raw_value(event))
     except ValidationError as error:
@@ -123,3 +132,27 @@ def _tick(batch: Batch, event: EventT, rules: RuleSet) -> None:
         batch.findings += tick(batch.history(patient), rules, Tick.model_validate_json(raw_value(event)).tick_at)
         batch.last_event[patient] = event
     batch.kinds.append("tick")
+
+
+def _care_state(batch: Batch, event: EventT, rules: RuleSet, latest: datetime) -> None:
+    """Keep the team's change in the patient's history (a new one if none yet: their data will read it) and
+    evaluate, so the rules it silences resolve as no longer applying; the change is recorded with the batch.
+    One starting after `latest` would move the patient's evaluation time forward for good: rejected."""
+    try:
+        change = CareStateChange.model_validate_json(raw_value(event))
+    except ValidationError as error:
+        where = ".".join(map(str, error.errors()[0]["loc"]))
+        batch.rejected.append((event, f"invalid care-state change: {error.error_count()} error(s), first at {where}"))
+        return
+    key = event.key.decode() if isinstance(event.key, bytes) else str(event.key)
+    if key != change.patient_id:
+        batch.rejected.append((event, "care-state change keyed by another patient than its own"))
+        return
+    if change.starts_at > latest:
+        reason = f"care-state change since is later than now + max_clock_skew_s: {FROM_THE_FUTURE}"
+        batch.rejected.append((event, reason))
+        return
+    batch.findings += change_care_state(batch.history(change.patient_id), change, rules)
+    batch.care_states.append(change)
+    batch.last_event[change.patient_id] = event
+    batch.kinds.append("care_state")

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
+from respmon.carestate import add_commands as add_care_state_commands
+from respmon.careteams import add_commands as add_care_team_commands
 from respmon.core.settings import Settings, get_settings
 
 
@@ -25,17 +27,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_device_add(args: argparse.Namespace) -> int:
-    from ingest.devices import provision
-    from respmon.core.db import connect
-
-    with connect(get_settings().database_url, autocommit=True) as conn:
-        token = provision(conn, args.device_id, args.patient_id)
-    print(f"device {args.device_id} provisioned; its token (shown once, store it on the device):")
-    print(token)
-    return 0
-
-
 def _serve(create_app: Callable[[Settings], object], host: str, port: int) -> int:
     """Run an HTTP service built by `create_app` with JSON logs and no access log (it would hold ids)."""
     import uvicorn
@@ -52,29 +43,31 @@ def _serve(create_app: Callable[[Settings], object], host: str, port: int) -> in
     return 0
 
 
+def _refused(command: str, settings: Settings) -> int:
+    """RESPMON_ENV=production with a development default or an empty secret: one line naming the
+    setting and the configuration exit code (2), before anything starts; else 0."""
+    from respmon.core.exits import CONFIG_EXIT
+    from respmon.core.settings import production_refusal
+
+    problem = production_refusal(settings)
+    if problem is None:
+        return 0
+    print(f"respmon {command}: {problem}", file=sys.stderr)
+    return CONFIG_EXIT
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.app import create_app
 
     settings = get_settings()
-    return _serve(create_app, settings.ingest_host, settings.ingest_port)
+    return _refused("ingest", settings) or _serve(create_app, settings.ingest_host, settings.ingest_port)
 
 
 def cmd_alerts_api(args: argparse.Namespace) -> int:
     from alerts.api import create_app
 
     settings = get_settings()
-    return _serve(create_app, settings.alerts_api_host, settings.alerts_api_port)
-
-
-def cmd_team_add(args: argparse.Namespace) -> int:
-    from alerts.team import provision
-    from respmon.core.db import connect
-
-    with connect(get_settings().database_url, autocommit=True) as conn:
-        token = provision(conn, args.member_id, args.team)
-    print(f"team member {args.member_id} ({args.team}) provisioned; their token (shown once):")
-    print(token)
-    return 0
+    return _refused("alerts-api", settings) or _serve(create_app, settings.alerts_api_host, settings.alerts_api_port)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -90,6 +83,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from respmon.supervise import CONFIG_EXIT, supervise
 
     settings = get_settings()
+    if refused := _refused("worker", settings):
+        return refused
     try:  # a bad rules or site file is one clear line, checked once here before any child connects
         load_rules(settings.rules_file, settings.rules_overrides)
     except RulesError as error:
@@ -123,22 +118,26 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def _summary(path: str, record: object) -> str:
-    data = record.model_dump(exclude={"spo2", "pulse", "motion"})  # type: ignore[attr-defined]
+    data = record.model_dump(exclude={"spo2", "pulse", "motion", "tcpco2"})  # type: ignore[attr-defined]  # samples
     return f"{path}: {data['kind']} " + " ".join(f"{k}={v}" for k, v in data.items() if v is not None
                                                  and k not in ("kind", "schema_version"))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Run the same metrics, trends and rules as the stream over history files, print findings."""
+    """Run the same metrics, trends and rules as the stream over history files, print findings
+    (or, with --alerts, the notifications the stream would send)."""
+    from alerts.routing import RoutingError
     from ingest.parsers import ParseError
     from processors.rules.evaluator import findings_to_jsonl
     from processors.rules.loader import RulesError
     from respmon.evaluate import evaluate_files
 
     try:
+        if args.alerts:
+            return _print_notifications(args)
         findings = evaluate_files(args.files, rules_path=args.rules, overrides=args.overrides,
                                   as_of=_as_of(args.as_of), patient_id=args.patient)
-    except (ParseError, RulesError, ValueError) as error:
+    except (ParseError, RulesError, RoutingError, ValueError) as error:
         print(f"respmon evaluate: {error}", file=sys.stderr)
         return 1
     if args.json:
@@ -149,7 +148,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_of(text: str | None) -> datetime | None:
+def _print_notifications(args: argparse.Namespace) -> int:
+    """`--alerts`: one JSON line per notification (patient_id, category, severity, change, rules, at)."""
+    import json
+    from datetime import timedelta
+
+    from processors.rules.loader import load_rules
+    from respmon.evaluate import load_records, notifications, site_routing
+
+    settings = get_settings()
+    rules = load_rules(args.rules, args.overrides)
+    records = load_records(args.files, args.patient)
+    sent = notifications(records, rules, site_routing(settings), timedelta(days=settings.notify_horizon_days),
+                         as_of=_as_of(args.as_of), now=_as_of(args.now, "--now"))
+    for note in sent:
+        print(json.dumps(note.to_json(), sort_keys=True))
+    return 0
+
+
+def _as_of(text: str | None, option: str = "--as-of") -> datetime | None:
     """`--as-of 2026-06-01` means the end of that day (UTC); a full ISO timestamp is taken as given."""
     if text is None:
         return None
@@ -158,7 +175,7 @@ def _as_of(text: str | None) -> datetime | None:
             return datetime.combine(date.fromisoformat(text), time(23, 59, 59), UTC)
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"--as-of {text!r}: expected a date YYYY-MM-DD or an ISO 8601 timestamp") from None
+        raise ValueError(f"{option} {text!r}: expected a date YYYY-MM-DD or an ISO 8601 timestamp") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -225,14 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (func, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text).set_defaults(func=func)
-    device = sub.add_parser("device-add", help="provision a device for one patient and print its token")
-    device.add_argument("device_id")
-    device.add_argument("patient_id")
-    device.set_defaults(func=cmd_device_add)
-    team = sub.add_parser("team-add", help="provision a team member (or service) and print its token")
-    team.add_argument("member_id")
-    team.add_argument("team")
-    team.set_defaults(func=cmd_team_add)
+    add_care_team_commands(sub)  # device-add, team-add, patient-assign, token-*, team-route, access-log
+    add_care_state_commands(sub)  # care-state
 
     parse = sub.add_parser("parse", help="parse device exports and print canonical records")
     parse.add_argument("files", nargs="+", metavar="FILE", help="export files or ResMed SD-card folders")
@@ -249,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--overrides", help="site overrides file")
     evaluate.add_argument("--as-of", dest="as_of", help="evaluate as if today were this date")
     evaluate.add_argument("--patient", help="patient id for files that carry none")
+    evaluate.add_argument("--alerts", action="store_true",
+                          help="print the notifications the stream would send (JSON lines), not the findings")
+    evaluate.add_argument("--now", help="with --alerts: the files all arrive at this time (a backfill: findings"
+                          " older than RESPMON_NOTIFY_HORIZON_DAYS before it are not notified); default: each"
+                          " record arrives when it was recorded")
     evaluate.set_defaults(func=cmd_evaluate)
 
     backfill = sub.add_parser("backfill", help="send a folder of exports through the ingest service")

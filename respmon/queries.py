@@ -92,7 +92,7 @@ def patient_timeline(conn: psycopg.Connection, patient_id: str, start: date, end
     with conn.cursor(row_factory=dict_row) as cur:
         for kind in kinds:
             spec = kind_named(kind)
-            skip = {*_COMMON, *spec.key, "stored_at"}
+            skip = {*_COMMON, "patient_id", spec.time_column, "stored_at"}  # other key columns are values
             for row in cur.execute(timeline_sql(spec).encode(), params).fetchall():
                 metrics = {k: v for k, v in row.items() if k not in skip}
                 items.append({"kind": kind, **{k: row[k] for k in _COMMON}, "metrics": metrics})

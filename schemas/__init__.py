@@ -2,10 +2,14 @@
 
 Every parser produces these models, every Kafka message carries one of them inside an
 `Envelope`, and every processor consumes them. Bump `SCHEMA_VERSION` of a model when a field
-changes meaning; consumers accept the versions they know.
+changes meaning; consumers accept the versions they know. Each record kind is declared once, in
+`schemas.kinds` (its names in the rules and in PostgreSQL, its key, what dates it).
 """
 
 from schemas.alsfrs import AlsfrsR
+from schemas.bloodgas import BloodGas
+from schemas.capnography import CapnographyNight
+from schemas.carestate import CareStateChange
 from schemas.envelope import Envelope, RecordKind, Tick
 from schemas.findings import Finding, Severity
 from schemas.niv import NivNight
@@ -14,6 +18,9 @@ from schemas.spirometry import SpirometrySession
 
 __all__ = [
     "AlsfrsR",
+    "BloodGas",
+    "CapnographyNight",
+    "CareStateChange",
     "Envelope",
     "Finding",
     "NivNight",

@@ -5,12 +5,14 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.alsfrs import AlsfrsR
+from schemas.bloodgas import BloodGas
+from schemas.capnography import CapnographyNight
 from schemas.niv import NivNight
 from schemas.oximetry import OximetryNight
 from schemas.spirometry import SpirometrySession
 
-RecordKind = Literal["spirometry", "oximetry_night", "niv_night", "alsfrs_r"]
-AnyRecord = SpirometrySession | OximetryNight | NivNight | AlsfrsR
+RecordKind = Literal["spirometry", "oximetry_night", "niv_night", "alsfrs_r", "blood_gas", "capnography_night"]
+AnyRecord = SpirometrySession | OximetryNight | NivNight | AlsfrsR | BloodGas | CapnographyNight
 """Written out for the type checker; tests/test_schemas checks both against `schemas.kinds.RECORD_KINDS`."""
 CanonicalRecord = Annotated[AnyRecord, Field(discriminator="kind")]
 

@@ -14,11 +14,14 @@ from typing import Any
 
 from schemas.alsfrs import AlsfrsR
 from schemas.base import Record
+from schemas.bloodgas import BloodGas
+from schemas.capnography import CapnographyNight
 from schemas.niv import NivNight
 from schemas.oximetry import OximetryNight
 from schemas.spirometry import SpirometrySession
 
-__all__ = ["ALSFRS", "NIV", "OXIMETRY", "RECORD_KINDS", "SPIROMETRY", "Kind", "kind_named", "kind_of"]
+__all__ = ["ALSFRS", "BLOOD_GAS", "CAPNOGRAPHY", "NIV", "OXIMETRY", "RECORD_KINDS", "SPIROMETRY", "Kind", "kind_named",
+           "kind_of"]
 
 
 _NOT_STORED = frozenset({"kind", "schema_version"})
@@ -81,20 +84,29 @@ OXIMETRY = Kind(
     OximetryNight, store="oxi", family="night", table="oximetry_nights",
     key=("patient_id", "start_at", "source"), dated_by="start", lasts="duration_s", columns={"start": "start_at"},
     unstored=_NOT_STORED | {"spo2", "pulse", "motion", "device_model", "supplemental_o2", "odi3_events",
-                            "odi4_events"},
+                            "odi4_events", "o2_lpm"},  # oxygen: no column yet (issue 12; needs a migration)
     side_tables=("oximetry_signals",),
 )
 NIV = Kind(
     NivNight, store="niv", family="night", table="niv_nights",
     key=("patient_id", "night_date", "source"), dated_by="night_date",
-    unstored=_NOT_STORED | {"leak_p50_lpm", "mask_sessions", "device_model"},
+    unstored=_NOT_STORED | {"leak_p50_lpm", "mask_sessions", "device_model", "o2_lpm"},  # o2: as oximetry
 )
 ALSFRS = Kind(
     AlsfrsR, store="alsfrs", family="form", table="alsfrs_r",
     key=("patient_id", "taken_at", "source"), dated_by="taken_at", computed=("total",),
 )
+BLOOD_GAS = Kind(  # the sample is in the key: an arterial and a venous gas drawn together are two rows
+    BloodGas, store="gas", family="gas", table="blood_gases",
+    key=("patient_id", "taken_at", "sample", "source"), dated_by="taken_at",
+)
+CAPNOGRAPHY = Kind(
+    CapnographyNight, store="tcco2", family="night", table="capnography_nights",
+    key=("patient_id", "start_at", "source"), dated_by="start", lasts="duration_s", columns={"start": "start_at"},
+    unstored=_NOT_STORED | {"tcpco2", "spo2", "pulse", "device_model"},  # samples: the raw upload keeps them
+)
 
-RECORD_KINDS: tuple[Kind, ...] = (SPIROMETRY, OXIMETRY, NIV, ALSFRS)
+RECORD_KINDS: tuple[Kind, ...] = (SPIROMETRY, OXIMETRY, NIV, ALSFRS, BLOOD_GAS, CAPNOGRAPHY)
 """Every kind, in the order stores, tables and timelines list them (nights are written before their signals)."""
 
 _BY_MODEL: dict[type, Kind] = {k.model: k for k in RECORD_KINDS}

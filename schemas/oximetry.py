@@ -19,6 +19,8 @@ class OximetryNight(Record):
 
     Values are kept as recorded (0, 127 or 255 codes are turned into None by the parsers);
     artefact removal and validity belong to the metrics, so the raw night can be re-scored.
+    `supplemental_o2` / `o2_lpm`: recorded on oxygen (None = not recorded). Such a night still counts:
+    CMS tests on the prescribed FiO2, and desaturation despite oxygen is worse news.
     """
 
     kind: Literal["oximetry_night"] = "oximetry_night"
@@ -32,6 +34,7 @@ class OximetryNight(Record):
     source: str = Field(default="device", min_length=1, max_length=64)
     device_model: str | None = None
     supplemental_o2: bool | None = None
+    o2_lpm: Number | None = Field(default=None, ge=0, le=30, description="supplemental oxygen flow, L/min")
     on_niv: bool | None = Field(default=None, description="recorded under NIV (ResMed SpO2 module)")
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from schemas import AlsfrsR, NivNight, OximetryNight, SpirometrySession
+from schemas import AlsfrsR, BloodGas, CapnographyNight, CareStateChange, NivNight, OximetryNight, SpirometrySession
 
 START = date(2025, 1, 6)
 """Day 0 of every scenario (a Monday): the longest scenario (18 months) must end before today, since
@@ -113,6 +113,43 @@ def alsfrs(pid: str, when: datetime, **items: int) -> AlsfrsR:
     return AlsfrsR(patient_id=pid, taken_at=when, items=scores)
 
 
+def gas(
+    pid: str,
+    when: datetime,
+    pco2: float | None,
+    *,
+    sample: str = "arterial",
+    bicarbonate: float | None = None,
+    ph: float | None = None,
+    source: str = "clinic",
+) -> BloodGas:
+    """A blood gas or spot CO2 reading, pCO2 in mmHg."""
+    return BloodGas(patient_id=pid, taken_at=when, sample=sample, pco2_mmhg=pco2, bicarbonate_mmol_l=bicarbonate,
+                    ph=ph, source=source)
+
+
+def tcco2_night(
+    pid: str,
+    night: date,
+    *,
+    hours: float = 8.0,
+    baseline: float = 42.0,
+    peak: float = 57.0,
+    peak_min: float = 0.0,
+    interval_s: float = 60.0,
+    source: str = "device",
+) -> CapnographyNight:
+    """A TcCO2 night starting 22:00 UTC on ``night``: ``baseline`` mmHg, with one block of ``peak_min``
+    minutes at ``peak`` starting at the fourth hour."""
+    n = round(hours * 3600 / interval_s)
+    tc: list[float | None] = [baseline] * n
+    first = round(3 * 3600 / interval_s)
+    for i in range(first, min(n, first + round(peak_min * 60 / interval_s))):
+        tc[i] = peak
+    start = datetime.combine(night, time(22), tzinfo=UTC)
+    return CapnographyNight(patient_id=pid, start=start, interval_s=interval_s, tcpco2=tc, source=source)
+
+
 # ----------------------------------------------------------------------------------- scenarios
 @dataclass(frozen=True)
 class Scenario:
@@ -125,6 +162,13 @@ class Scenario:
     notes: str = ""
     order: Sequence[tuple[str, str]] = field(default=())
     """(first, second): rule ``first`` must open before rule ``second``."""
+    care_states: Sequence[CareStateChange] = field(default=())
+    """The team's care-state changes (issue 12), replayed with the records (kept apart: they are no record)."""
+
+    @property
+    def items(self) -> list[Any]:
+        """What a replay or the stream takes: the records and the care-state changes."""
+        return [*self.records, *self.care_states]
 
 
 def stable() -> Scenario:
@@ -156,9 +200,10 @@ def rapid_decliner() -> Scenario:
     """FVC 90 % falling 6 points a month, fortnightly sessions for 8 months."""
     pid = "SCN-RAPID"
     recs = [spiro(pid, day(d), round(90.0 - 6.0 * d / 30.0, 1)) for d in range(0, 241, 14)]
-    return Scenario("rapid decliner", pid, recs, frozenset({"NS-SLOPE", "NS-FVC50"}), day(241),
-                    "projected crossing of 50 % raises NS-SLOPE months before FVC < 50 %",
-                    order=(("NS-SLOPE", "NS-FVC50"),))
+    # issue 12: a fall of >= 10 points in 3 months (NS-DROP10) now speaks first, ~2 months before NS-SLOPE
+    return Scenario("rapid decliner", pid, recs, frozenset({"NS-DROP10", "NS-SLOPE", "NS-FVC50"}), day(241),
+                    "a 10-point fall raises NS-DROP10, the projected crossing of 50 % NS-SLOPE, both months "
+                    "before FVC < 50 %", order=(("NS-DROP10", "NS-SLOPE"), ("NS-SLOPE", "NS-FVC50")))
 
 
 def nocturnal_desaturation() -> Scenario:
@@ -196,8 +241,77 @@ def missing_data() -> Scenario:
                     "no NIV upload after night 39 and no spirometry for 200 days")
 
 
+def flapping_oximetry() -> Scenario:
+    """Stable FVC; from night 10, T90 above 10 % on every other night: NS-T90 (2 of the last 3 nights)
+    holds one night and not the next. Issue 12: its `resolve_after` (3 nights) keeps it open."""
+    pid = "SCN-FLAPOXI"
+    recs: list[Any] = [spiro(pid, day(0), 85.0, snip=70, mip=75, pcf=380)]
+    for i in range(60):
+        recs.append(oxi_night(pid, START + timedelta(days=i), t90_pct=14.0 if i >= 10 and i % 2 else 2.0))
+    # issue 12: one night with T90 > 10 % is abnormal (ACI12), so NS-OXI88 opens too (warn, then high: 2 of 3)
+    return Scenario("flapping oximetry", pid, recs, frozenset({"NS-T90", "NS-OXI88"}), day(61),
+                    "one NS-T90 finding (was 24 openings and 23 resolutions, night after night)")
+
+
+def flapping_ahi() -> Scenario:
+    """On NIV; from night 20 the device AHI alternates 12 and 8 a night: the 7-night median crosses the
+    warn threshold (10) back and forth. The info level opens, warn follows, and warn persists."""
+    pid = "SCN-FLAPAHI"
+    recs: list[Any] = [alsfrs(pid, day(0, 9), i12=3)]
+    for i in range(60):
+        ahi = (12.0 if i % 2 else 8.0) if i >= 20 else 3.0
+        recs.append(niv_night(pid, START + timedelta(days=i), 7.0, ahi=ahi))
+    return Scenario("flapping AHI", pid, recs, frozenset({"NE-AHI"}), day(61),
+                    "NE-AHI info then warn, once (was 34 severity changes)")
+
+
+def starts_niv() -> Scenario:
+    """FVC 45 % (NS-FVC50), then NIV from day 30: the NIV_START rule no longer applies."""
+    pid = "SCN-STARTSNIV"
+    recs: list[Any] = [spiro(pid, day(0), 45.0, snip=70, mip=75, pcf=380)]
+    for i in range(30, 50):
+        recs.append(niv_night(pid, START + timedelta(days=i), 7.0))
+    return Scenario("starts NIV", pid, recs, frozenset({"NS-FVC50"}), day(50),
+                    "NS-FVC50 resolves as no_longer_applies on the first NIV night")
+
+
+def hypercapnia() -> Scenario:
+    """FVC 70 % (no NIV_START from lung function): a venous gas screens positive (day 10), a capillary gas
+    confirms hypercapnia (day 20), an overnight TcCO2 shows AASM hypoventilation (day 25); NIV from day
+    30 ends the NIV_START findings; on NIV a TcCO2 night (day 45) and a gas (day 50) show CO2 uncorrected."""
+    pid = "SCN-HYPERCAPNIA"
+    recs: list[Any] = [spiro(pid, day(0), 70.0, snip=70, mip=75, pcf=380)]
+    recs.append(gas(pid, day(10), 47.0, sample="venous", bicarbonate=28.0))
+    recs.append(gas(pid, day(20), 48.0, sample="capillary", bicarbonate=29.0))
+    recs.append(tcco2_night(pid, START + timedelta(days=25), peak_min=15.0))
+    for i in range(30, 60):
+        recs.append(niv_night(pid, START + timedelta(days=i), 7.0))
+    recs.append(tcco2_night(pid, START + timedelta(days=45), peak_min=12.0))
+    recs.append(gas(pid, day(50), 52.0, sample="arterial", bicarbonate=30.0))
+    return Scenario("hypercapnia", pid, recs, frozenset({"NS-CO2SCREEN", "NS-PACO2", "NS-TCCO2", "NE-CO2"}),
+                    day(60), "CO2 rules raise NIV_START before NIV and NE-CO2 on it",
+                    order=(("NS-CO2SCREEN", "NS-PACO2"), ("NS-PACO2", "NS-TCCO2"), ("NS-TCCO2", "NE-CO2")))
+
+
+def declines_niv() -> Scenario:
+    """FVC 45 % (NS-FVC50); the patient declines NIV (care state from day 10): NS-FVC50 resolves as no longer
+    applying and a falling FVC and SNIP raise no new NIV prompt, but hypercapnia (day 30, a safety rule) and
+    a cough flow of 150 L/min (day 40) still speak."""
+    pid = "SCN-DECLINES"
+    recs: list[Any] = [spiro(pid, day(0), 45.0, snip=70, mip=75, pcf=380), spiro(pid, day(20), 42.0, snip=35)]
+    recs.append(gas(pid, day(30), 50.0, sample="capillary"))
+    recs.append(spiro(pid, day(40), 40.0, pcf=150))
+    declined = CareStateChange(change_id="scn-declines-1", patient_id=pid, state="niv_declined",
+                               since=START + timedelta(days=10), note="declined NIV at clinic", set_by="dr-scenario",
+                               set_at=day(10, 11))
+    return Scenario("declines NIV", pid, recs, frozenset({"NS-FVC50", "NS-PACO2", "NE-PCF270"}), day(41),
+                    "NS-FVC50 resolves as no_longer_applies; only safety rules speak after the decline",
+                    order=(("NS-FVC50", "NS-PACO2"), ("NS-PACO2", "NE-PCF270")), care_states=(declined,))
+
+
 ALL: list[Callable[[], Scenario]] = [
     stable, slow_decliner, rapid_decliner, nocturnal_desaturation, niv_dependence, missing_data,
+    flapping_oximetry, flapping_ahi, starts_niv, hypercapnia, declines_niv,
 ]
 
 

@@ -18,12 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ingest.parsers import fhir, generic_csv, resmed, wellue
+from ingest.parsers import co2, fhir, generic_csv, resmed, wellue
 from ingest.parsers.alsfrs import parse_alsfrs_json
 from ingest.parsers.common import Context, Notes, Parser, resolve_tz
 from ingest.parsers.detect import FORMATS, detect_format
 from ingest.parsers.errors import ParseError, ParserFault, PatientMismatch, guard
 from ingest.parsers.spirometry import parse_spirometry_json
+from schemas import NivNight, OximetryNight
 
 __all__ = [
     "FORMATS",
@@ -52,6 +53,8 @@ PARSERS: dict[str, Parser] = {
     "resmed_pld": resmed.parse_pld,
     "resmed_sad": resmed.parse_sad,
     "resmed_eve": resmed.parse_eve,
+    "blood_gas_csv": co2.parse_blood_gas_csv,
+    "tcco2_csv": co2.parse_tcco2_csv,
 }
 assert set(PARSERS) == set(FORMATS)
 
@@ -82,16 +85,39 @@ def parse_bytes_with_notes(
     patient_id: str | None = None,
     tz: str = "UTC",
     device_model: str | None = None,
+    o2_lpm: float | None = None,
 ) -> tuple[list[BaseModel], list[str]]:
     """Like `parse_bytes`, plus what was skipped and why (e.g. unsupported FHIR codes).
 
     Notes name entries and (escaped, truncated) codes only, never values or identifiers; one log line
-    per upload counts them.
+    per upload counts them. `o2_lpm` (the upload's `?o2_lpm=`): the oxygen flow the uploader says the
+    recordings were made on, for the oximetry and NIV nights whose file does not say (issue 12).
     """
     ctx = Context(filename, patient_id, resolve_tz(tz, filename), device_model)
     records = _dispatch(data, ctx, fmt)
+    if o2_lpm is not None:
+        records = _with_oxygen(records, o2_lpm, filename)
     _log_skipped(ctx.notes)
     return records, ctx.notes.text
+
+
+MAX_O2_LPM = 30.0
+"""The records' own bound on an oxygen flow (L/min)."""
+
+
+def _with_oxygen(records: list[BaseModel], o2_lpm: float, filename: str) -> list[BaseModel]:
+    """Nights recorded on the uploader's stated oxygen flow (0 = room air); a file's own value wins, as
+    the file was written at the time."""
+    if not 0 <= o2_lpm <= MAX_O2_LPM:
+        raise ParseError(filename, f"o2_lpm must be from 0 to {MAX_O2_LPM:g} L/min")
+    out: list[BaseModel] = []
+    for record in records:
+        if isinstance(record, OximetryNight) and record.supplemental_o2 is None and record.o2_lpm is None:
+            record = record.model_copy(update={"supplemental_o2": o2_lpm > 0, "o2_lpm": o2_lpm})
+        elif isinstance(record, NivNight) and record.o2_lpm is None:
+            record = record.model_copy(update={"o2_lpm": o2_lpm})
+        out.append(record)
+    return out
 
 
 def _log_skipped(notes: Notes) -> None:

@@ -23,6 +23,8 @@ FORMATS: tuple[str, ...] = (
     "resmed_pld",
     "resmed_sad",
     "resmed_eve",
+    "blood_gas_csv",
+    "tcco2_csv",
 )
 
 
@@ -44,6 +46,9 @@ def _detect(filename: str, data: bytes) -> str:
         first_line = head.decode("utf-8", "strict").split("\n", 1)[0].strip()
     except UnicodeDecodeError:
         first_line = ""
+    if {"patient_id", "since", "state"} <= set(header_of(first_line)):  # respmon/carestate.py's CSV
+        raise ParseError(filename, "a care state is set by the care team (respmon care-state, team API), "
+                         "never uploaded by a device")
     found = _csv_format(first_line) if first_line else None
     if found:
         return found
@@ -55,10 +60,14 @@ def _csv_format(first_line: str) -> str | None:
     if wellue.is_wellue_header(first_line):
         return "o2ring_csv"
     columns = set(header_of(first_line))
-    if {"timestamp", "spo2", "pulse"} == columns:
+    if {"timestamp", "spo2", "pulse"} <= columns <= {"timestamp", "spo2", "pulse", "o2_lpm"}:
         return "oximetry_csv"
     if {"patient_id", "night_date", "usage_hours"} <= columns:
         return "niv_csv"
+    if {"timestamp", "tcpco2_mmhg"} <= columns:
+        return "tcco2_csv"
+    if {"patient_id", "taken_at", "sample", "pco2"} <= columns:  # before spirometry: it has these two too
+        return "blood_gas_csv"
     if {"patient_id", "taken_at"} <= columns:
         return "spirometry_csv"
     return None

@@ -3,6 +3,12 @@
 * Spirometry codes grouped by (subject, effective time, posture) -> one SpirometrySession.
 * SpO2 / pulse as ``valueSampledData`` (period in ms, ``E``/``L``/``U`` = no reading) -> OximetryNight.
 * NIV codes (AHI, resp rate, local ``usage_hours``/``leak_p95``) grouped -> NivNight when usage is given.
+* Blood gas codes (pCO2, bicarbonate, pH, pO2) grouped by (subject, effective time) -> BloodGas; the pCO2
+  code says the sample (arterial, capillary, venous, transcutaneous, end-tidal), else another code of the
+  group, else venous (the screen, the milder reading). Pressures need a unit (mmHg or kPa).
+* Inhaled oxygen flow (LOINC 3151-8), as its own Observation at the recording's time or as a component of
+  it, sets the oximetry night's ``supplemental_o2``/``o2_lpm`` or the NIV night's ``o2_lpm`` (issue 12:
+  oxygen nights count, and desaturation despite oxygen is worse news).
 Everything not used is listed in ``ctx.notes`` (entry number and code only), never silently dropped;
 a bundle with no usable observation is a ParseError.
 """
@@ -29,7 +35,7 @@ from ingest.parsers.common import (
     validation_reason,
 )
 from ingest.parsers.jsonfile import load_json
-from schemas import NivNight, OximetryNight, SpirometrySession
+from schemas import BloodGas, NivNight, OximetryNight, SpirometrySession
 from schemas.base import plausible_time
 
 LOINC = "http://loinc.org"
@@ -46,6 +52,13 @@ LPM = {"L/min": 1.0, "l/min": 1.0, "L/s": 60.0, "l/s": 60.0}
 PER_MIN = {"/min": 1.0, "{beats}/min": 1.0, "{breaths}/min": 1.0, "bpm": 1.0, "beats/min": 1.0, "breaths/min": 1.0}
 PER_H = {"/h": 1.0, "{events}/h": 1.0, "events/h": 1.0, "{#}/h": 1.0}
 HOURS = {"h": 1.0, "hr": 1.0, "hours": 1.0}
+MMHG = {"mm[Hg]": 1.0, "mmHg": 1.0, "kPa": 7.50062}
+MMOL_L = {"mmol/L": 1.0, "mmol/l": 1.0, "meq/L": 1.0, "mEq/L": 1.0}
+PH = {"[pH]": 1.0, "pH": 1.0, "1": 1.0}
+GAS = "blood_gas"
+O2_FLOW = {"L/min": 1.0, "l/min": 1.0, "mL/min": 0.001, "ml/min": 0.001}
+OXYGEN = "oxygen"
+"""Kind of the inhaled-oxygen group: it joins the oximetry or NIV group of the same subject and time."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,10 @@ class Code:
     field: str
     units: dict[str, float]
     label: str
+    sample: str | None = None
+    """Blood gas codes: the sample the code names (a pCO2 code's is the record's)."""
+    needs_unit: bool = False
+    """A value without a unit is refused (a pressure in kPa read as mmHg would look normal)."""
 
 
 CODES: dict[tuple[str, str], Code] = {
@@ -75,6 +92,23 @@ CODES: dict[tuple[str, str], Code] = {
     (LOINC, "69990-0"): Code("niv", "ahi", PER_H, "AHI"),
     (LOCAL, "usage_hours"): Code("niv", "usage_hours", HOURS, "NIV usage"),
     (LOCAL, "leak_p95"): Code("niv", "leak_p95_lpm", LPM, "leak 95th percentile"),
+    (LOINC, "2019-8"): Code(GAS, "pco2_mmhg", MMHG, "pCO2", "arterial", needs_unit=True),
+    (LOINC, "2020-6"): Code(GAS, "pco2_mmhg", MMHG, "pCO2", "capillary", needs_unit=True),
+    (LOINC, "2021-4"): Code(GAS, "pco2_mmhg", MMHG, "pCO2", "venous", needs_unit=True),
+    (LOINC, "33022-5"): Code(GAS, "pco2_mmhg", MMHG, "pCO2", "transcutaneous", needs_unit=True),
+    (LOINC, "19889-5"): Code(GAS, "pco2_mmhg", MMHG, "pCO2", "end_tidal", needs_unit=True),
+    (LOINC, "11557-6"): Code(GAS, "pco2_mmhg", MMHG, "pCO2", None, needs_unit=True),
+    (LOINC, "1960-4"): Code(GAS, "bicarbonate_mmol_l", MMOL_L, "bicarbonate", "arterial"),
+    (LOINC, "1961-2"): Code(GAS, "bicarbonate_mmol_l", MMOL_L, "bicarbonate", "capillary"),
+    (LOINC, "14627-4"): Code(GAS, "bicarbonate_mmol_l", MMOL_L, "bicarbonate", "venous"),
+    (LOINC, "1963-8"): Code(GAS, "bicarbonate_mmol_l", MMOL_L, "bicarbonate", "venous"),  # serum: venepuncture
+    (LOINC, "1959-6"): Code(GAS, "bicarbonate_mmol_l", MMOL_L, "bicarbonate"),
+    (LOINC, "2744-1"): Code(GAS, "ph", PH, "pH", "arterial"),
+    (LOINC, "2745-8"): Code(GAS, "ph", PH, "pH", "capillary"),
+    (LOINC, "2746-6"): Code(GAS, "ph", PH, "pH", "venous"),
+    (LOINC, "11558-4"): Code(GAS, "ph", PH, "pH"),
+    (LOINC, "2703-7"): Code(GAS, "po2_mmhg", MMHG, "pO2", "arterial", needs_unit=True),
+    (LOINC, "3151-8"): Code(OXYGEN, "o2_lpm", O2_FLOW, "inhaled oxygen flow"),
 }
 
 GroupKey = tuple[str, str, datetime | date, str | None]
@@ -138,6 +172,8 @@ def _collect(
         if code.field in groups[key]:
             raise ctx.error(f"{code.label} given twice for the same subject and time", where)
         groups[key][code.field] = value
+        if code.sample is not None:  # a pCO2 code names the record's sample; another code only hints it
+            groups[key]["sample" if code.field == "pco2_mmhg" else "sample_hint"] = code.sample
 
 
 def _known(concept: Any) -> tuple[Code | None, str]:
@@ -204,6 +240,8 @@ def _value(code: Code, holder: Any, ctx: Context, where: str) -> Any:
     if quantity is None or quantity.value is None:
         raise ctx.error(f"{code.label} needs a valueQuantity", where)
     unit = quantity.code or quantity.unit
+    if unit is None and code.needs_unit:
+        raise ctx.error(f"{code.label}: unit required ({', '.join(code.units)})", where)
     if unit is not None and unit not in code.units:
         raise ctx.error(f"{code.label}: unit {unit!r} not supported", where)
     try:
@@ -238,8 +276,24 @@ def _samples(sampled: Any, code: Code, ctx: Context, where: str) -> tuple[float,
     return period_ms / 1000, values
 
 
+def _join_oxygen(groups: dict[GroupKey, dict[str, Any]], ctx: Context) -> None:
+    """Move each oxygen flow onto the oximetry and NIV groups of its subject and time; note one that has
+    neither (a flow alone is not a night)."""
+    for key in [k for k in groups if k[0] == OXYGEN]:
+        flow = groups.pop(key)["o2_lpm"]
+        _, patient, when, _ = key
+        targets = [k for k in groups if k[0] in ("oximetry", "niv") and k[1:3] == (patient, when)]
+        for target in targets:
+            groups[target]["o2_lpm"] = flow
+        if not targets:
+            at = when.isoformat()
+            ctx.notes.add(f"observations of {at}: inhaled oxygen flow without an oximetry or NIV recording at that "
+                          "time (skipped)", "oxygen flow without a recording")
+
+
 def _records(groups: dict[GroupKey, dict[str, Any]], ctx: Context) -> list[Any]:
     records: list[Any] = []
+    _join_oxygen(groups, ctx)
     for (kind, patient, when, posture), fields in groups.items():
         at = when if isinstance(when, datetime) else datetime.combine(when, time(), ctx.tz)
         stamp = f"observations of {at.isoformat()}"
@@ -250,6 +304,8 @@ def _records(groups: dict[GroupKey, dict[str, Any]], ctx: Context) -> list[Any]:
             records.append(build(SpirometrySession, values, ctx, stamp))
         elif kind == "oximetry":
             records.append(_oximetry(patient, at, fields, ctx, stamp))
+        elif kind == GAS:
+            records.extend(_blood_gas(patient, at, fields, ctx, stamp))
         elif "usage_hours" not in fields:
             ctx.notes.add(f"{stamp}: NIV values without usage_hours cannot form a NIV night (skipped)",
                           "NIV values without usage_hours")
@@ -278,4 +334,18 @@ def _oximetry(patient: str, start: datetime, fields: dict[str, Any], ctx: Contex
         "pulse": pulse,
         "source": "fhir",
     }
+    if "o2_lpm" in fields:
+        values |= {"supplemental_o2": fields["o2_lpm"] > 0, "o2_lpm": fields["o2_lpm"]}
     return build(OximetryNight, values, ctx, stamp)
+
+
+def _blood_gas(patient: str, at: datetime, fields: dict[str, Any], ctx: Context, stamp: str) -> list[BloodGas]:
+    """The pCO2 code's sample, else one another code of the group names, else venous (the screen). A pH or
+    pO2 without pCO2 or bicarbonate says nothing of CO2: noted and skipped."""
+    values = dict(fields)
+    hint = values.pop("sample_hint", None)
+    values.setdefault("sample", hint or "venous")
+    if "pco2_mmhg" not in values and "bicarbonate_mmol_l" not in values:
+        ctx.notes.add(f"{stamp}: blood gas values without pCO2 or bicarbonate (skipped)", "gas without CO2 values")
+        return []
+    return [build(BloodGas, dict(values, patient_id=patient, taken_at=at, source="fhir"), ctx, stamp)]

@@ -1,5 +1,9 @@
 """Our own CSV layouts: spirometry sessions, NIV nights and generic oximetry (`timestamp,spo2,pulse`).
 
+Oxygen (issue 12): an optional `o2_lpm` column (L/min) on oximetry rows and NIV nights records supplemental
+oxygen, which the rules count (never drop) and read as worse news; the NIV `leak_kind` column is optional
+and a night without it is `unknown` (the schema default), never compared with ResMed's 24 L/min.
+
 Errors name the line (1 = header) and the column, never the cell's value.
 """
 
@@ -41,10 +45,12 @@ SPIRO_TEXT = ("posture", "sex", "grade", "source", "pcf_assisted")
 NIV_REQUIRED = ("patient_id", "night_date", "usage_hours")
 NIV_NUMBERS = (
     "usage_hours", "leak_p50_lpm", "leak_p95_lpm", "ahi", "resp_rate", "tidal_volume_ml", "minute_vent_lpm",
-    "spo2_mean", "spo2_t90_pct", "pct_spont_triggered", "mask_sessions",
+    "spo2_mean", "spo2_t90_pct", "pct_spont_triggered", "mask_sessions", "o2_lpm",
 )  # fmt: skip
 NIV_TEXT = ("leak_kind", "source", "device_model")
 OXI_COLUMNS = ("timestamp", "spo2", "pulse")
+OXI_OXYGEN = "o2_lpm"
+"""Optional oximetry column: supplemental oxygen flow on that sample (L/min; 0 = room air, empty = not said)."""
 
 
 def header_of(text: str) -> list[str]:
@@ -162,7 +168,7 @@ def parse_niv_csv(data: bytes, ctx: Context) -> list[NivNight]:
             values["mask_sessions"] = int(count)
         for column in NIV_TEXT:
             if row.get(column):
-                values[column] = row[column]
+                values[column] = row[column].lower() if column == "leak_kind" else row[column]
         return values
 
     allowed = set(NIV_REQUIRED) | set(NIV_NUMBERS) | set(NIV_TEXT)
@@ -185,16 +191,21 @@ def parse_oximetry_csv(data: bytes, ctx: Context) -> list[OximetryNight]:
 def _read_oximetry_rows(text: str, ctx: Context) -> dict[str, Any]:
     """Row by row, any CSV: the start, interval and gridded samples, or a ParseError naming the line."""
     header, rows = _table(text, ctx)
-    _check_header(header, OXI_COLUMNS, set(OXI_COLUMNS), ctx)
+    _check_header(header, OXI_COLUMNS, {*OXI_COLUMNS, OXI_OXYGEN}, ctx)
     if len(rows) > MAX_SAMPLES:
         raise ctx.error(f"recording longer than {MAX_SAMPLES} samples")
-    times, lines, spo2, pulse = [], [], [], []
+    times, lines, spo2, pulse, oxygen = [], [], [], [], []
     for line, cells in rows:
         row = _row_dict(header, cells, line, ctx)
         times.append(_datetime(row["timestamp"], ctx, line, "timestamp"))
         lines.append(line)
         spo2.append(clean_spo2(parse_float(row["spo2"], ctx, f"line {line}", "spo2")))
         pulse.append(clean_pulse(parse_float(row["pulse"], ctx, f"line {line}", "pulse")))
+        if OXI_OXYGEN in row:
+            flow = parse_float(row[OXI_OXYGEN], ctx, f"line {line}", OXI_OXYGEN)
+            if flow is not None and flow < 0:
+                raise ctx.error(f"column {OXI_OXYGEN}: must not be negative", f"line {line}")
+            oxygen.append(flow)
     seconds = [(t - times[0]).total_seconds() for t in times]
     interval = infer_interval(seconds, ctx, lines)
     slots = grid_slots(seconds, interval, ctx, lines)
@@ -204,7 +215,18 @@ def _read_oximetry_rows(text: str, ctx: Context) -> dict[str, Any]:
         "interval_s": interval,
         "spo2": spread(spo2, slots, slots[-1] + 1),
         "pulse": spread(pulse, slots, slots[-1] + 1),
+        **_oxygen(oxygen),
     }
+
+
+def _oxygen(flows: list[float | None]) -> dict[str, Any]:
+    """The night's oxygen from the `o2_lpm` cells: on oxygen if any sample had a flow (the highest is
+    kept), room air if every given cell is 0, unknown (nothing set) if the column is absent or empty."""
+    given = [f for f in flows if f is not None]
+    if not given:
+        return {}
+    top = max(given)
+    return {"supplemental_o2": top > 0, "o2_lpm": top}
 
 
 def _read_oximetry_plain(text: str, ctx: Context) -> dict[str, Any] | None:

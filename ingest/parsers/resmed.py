@@ -265,6 +265,7 @@ def parse_str(data: bytes, ctx: Context) -> list[NivNight]:
             night_date=night,
             usage_hours=round(float(duration[1][i]) / 60, 3),
             mask_sessions=_mask_sessions(sig, i, n),
+            leak_kind=RESMED_LEAK,
             source="resmed_str",
             device_model=ctx.device_model,
         )
@@ -272,6 +273,8 @@ def parse_str(data: bytes, ctx: Context) -> list[NivNight]:
     return nights
 
 
+RESMED_LEAK = "unintentional"
+"""ResMed's leak has the mask's vent flow subtracted: said explicitly, as a night's kind defaults to unknown."""
 _STR_LABELS = ("Leak.50", "Leak.95", "AHI", "RespRate.50", "TidVol.50", "MinVent.50", "SpO2.50", "SpontCyc%")
 
 
@@ -337,6 +340,7 @@ def parse_pld(data: bytes, ctx: Context) -> list[NivNight]:
         "tidal_volume_ml": _stat(_valid(sig.optional("TidVol.2s"), positive=True), 50, 1000),
         "minute_vent_lpm": _stat(_valid(sig.optional("MinVent.2s"), positive=True), 50),
         "mask_sessions": 1,
+        "leak_kind": RESMED_LEAK,
         "source": "resmed_pld",
         "device_model": ctx.device_model,
     }

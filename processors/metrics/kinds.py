@@ -3,7 +3,7 @@
 The patient history (``processors/rules/history.py``) and the table rows (``processors/store.py``) both
 read a record's metrics through :data:`METRICS`, computed once per record object (``once``); the store's
 columns are the record's fields plus its metrics' fields (``schemas.kinds``). A kind without metrics
-(ALSFRS-R: its scores are the record) has no entry.
+(ALSFRS-R: its scores are the record; a blood gas: its values are) has no entry.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from processors.metrics import niv, oximetry, spirometry
+from processors.metrics import capnography, niv, oximetry, spirometry
 from processors.metrics.once import once
-from schemas.kinds import NIV, OXIMETRY, SPIROMETRY, Kind
+from schemas.kinds import CAPNOGRAPHY, NIV, OXIMETRY, SPIROMETRY, Kind
 
 __all__ = ["METRICS", "KindMetrics"]
 
@@ -39,4 +39,5 @@ METRICS: dict[Kind, KindMetrics] = {
     SPIROMETRY: KindMetrics(spirometry.session_metrics, spirometry.SpirometryMetrics),
     OXIMETRY: KindMetrics(oximetry.night_metrics, oximetry.OximetryMetrics),
     NIV: KindMetrics(niv.night_metrics, niv.NivMetrics),
+    CAPNOGRAPHY: KindMetrics(capnography.night_metrics, capnography.CapnographyMetrics),
 }

@@ -2,10 +2,10 @@
 
 Nothing is derived or re-scored: device algorithms (AHI scoring, leak) differ between vendors,
 so values pass through unchanged and ``leak_kind`` travels with the leak value ("unintentional"
-for ResMed, "total" for Philips; the 24 L/min rule applies to unintentional leak only). A value
-the export does not provide stays ``None``; minute ventilation is *not* computed from rate x
-tidal volume, because devices report medians of each, whose product is not the median minute
-ventilation.
+for ResMed, "total" for Philips, "unknown" when the source does not say; the 24 L/min rule applies
+to unintentional leak only). A value the export does not provide stays ``None``; minute ventilation
+is *not* computed from rate x tidal volume, because devices report medians of each, whose product is
+not the median minute ventilation.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class NivMetrics:
     night_date: date
     usage_hours: float
     leak_p95_lpm: float | None
-    leak_kind: Literal["unintentional", "total"]
+    leak_kind: Literal["unintentional", "total", "unknown"]
     ahi: float | None
     resp_rate: float | None
     tidal_volume_ml: float | None

@@ -2,21 +2,34 @@
 
 Nothing here reads the wall clock: ``as_of`` / ``at`` are always passed in, so replaying the same
 records gives the same findings.
+
+Hysteresis (a rule's ``resolve_after``): an open finding is resolved, or lowered to a milder severity,
+only once its condition has been clear (or milder) for that many evaluations and days; a worse severity
+opens at once, and a rule whose ``applies`` turned false resolves at once (``no_longer_applies``: the
+care state changed, the value did not return to normal). The stream and the offline evaluator share
+this code, so they flap (or not) alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from processors.rules.carestates import in_effect
 from processors.rules.expr import EvalContext, round_value
 from processors.rules.history import PatientHistory
-from processors.rules.loader import Rule, RuleSet
-from schemas.findings import SEVERITY_ORDER, Finding
+from processors.rules.loader import ResolveAfter, Rule, RuleSet
+from processors.rules.rulefile import IMMEDIATE
+from schemas.findings import SEVERITY_ORDER, Finding, FindingState
 
-__all__ = ["Verdict", "evaluate", "evaluate_rule", "transition"]
+__all__ = ["CONDITION_CLEARED", "NO_LONGER_APPLIES", "Verdict", "evaluate", "evaluate_rule", "transition"]
+
+CONDITION_CLEARED = "condition_cleared"
+"""A resolved finding's `resolution` when its value returned to normal (for `resolve_after`)."""
+NO_LONGER_APPLIES = "no_longer_applies"
+"""A resolved finding's `resolution` when the rule's `applies` turned false (NIV started, say)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,11 @@ class Verdict:
     citation: str
     title: str = ""
     as_of: datetime | None = field(default=None, compare=False)
+    applies: bool = True
+    """False when the rule's `applies` precondition does not hold (then `holds` is False too)."""
+    fresh: bool = False
+    """Evaluated on a new record of a kind the rule's condition reads (counts toward `resolve_after`)."""
+    resolve_after: ResolveAfter = IMMEDIATE
 
 
 def _jsonable(v: Any) -> Any:
@@ -49,14 +67,17 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def evaluate_rule(rule: Rule, ctx: EvalContext, wants_evidence: Callable[[str, str | None], bool] | None = None
-                  ) -> Verdict:
+def evaluate_rule(rule: Rule, ctx: EvalContext, wants_evidence: Callable[[str, str | None], bool] | None = None,
+                  fresh: str | None = None, states: Mapping[str, Any] | None = None) -> Verdict:
     """Evaluate one rule in an evaluation context (shared by all rules of one evaluation).
 
     `wants_evidence(rule_id, severity)` may say the evidence will not be used (the verdict changes
-    nothing): it is then left empty, which saves most of the cost of a rule that does not fire."""
+    nothing): it is then left empty, which saves most of the cost of a rule that does not fire.
+    `fresh` is the history store of the record that triggered this evaluation (None for a tick). `states`:
+    the care states in effect (`carestates.in_effect`); one that silences the rule makes it not apply."""
     ctx.start_rule(rule.params)
-    applies = True if rule.applies is None else rule.applies.evaluate(ctx) is True
+    silenced = {name: how for name, how in (states or {}).items() if name in rule.silenced_by}
+    applies = not silenced and (rule.applies is None or rule.applies.evaluate(ctx) is True)
     holds = False
     severity: str | None = None
     action = rule.action
@@ -68,10 +89,11 @@ def evaluate_rule(rule: Rule, ctx: EvalContext, wants_evidence: Callable[[str, s
         extra = [text for cond, text in rule.advice if cond.evaluate(ctx) is True]
         if extra:
             action = " ".join([action, *extra])
+    verdict = Verdict(rule_id=rule.id, rule_version=rule.version, category=rule.category, severity=severity,
+                      holds=holds, evidence={}, action=action, citation=rule.citation, title=rule.title,
+                      as_of=ctx.as_of, applies=applies, fresh=fresh in rule.reads, resolve_after=rule.resolve_after)
     if wants_evidence is not None and not wants_evidence(rule.id, severity):
-        return Verdict(rule_id=rule.id, rule_version=rule.version, category=rule.category, severity=severity,
-                       holds=holds, evidence={}, action=action, citation=rule.citation, title=rule.title,
-                       as_of=ctx.as_of)
+        return verdict
     values: dict[str, Any] = {}
     for name, compiled in rule.lets:
         if name in ctx.lets:
@@ -86,20 +108,19 @@ def evaluate_rule(rule: Rule, ctx: EvalContext, wants_evidence: Callable[[str, s
         "values": _jsonable(values),
         "inputs": _jsonable(ctx.trace),
     }
-    if rule.applies is not None:
-        evidence["applies"] = {"condition": rule.applies.source, "value": applies}
-    return Verdict(
-        rule_id=rule.id, rule_version=rule.version, category=rule.category, severity=severity, holds=holds,
-        evidence=evidence, action=action, citation=rule.citation, title=rule.title, as_of=ctx.as_of,
-    )
+    if rule.applies is not None or silenced:
+        evidence["applies"] = {"condition": rule.applies.source if rule.applies else None, "value": applies,
+                               **({"care_state": silenced} if silenced else {})}
+    return replace(verdict, evidence=evidence)
 
 
-def evaluate(rules: RuleSet, history: PatientHistory, as_of: datetime, *, changes_only: bool = False
-             ) -> list[Verdict]:
+def evaluate(rules: RuleSet, history: PatientHistory, as_of: datetime, *, changes_only: bool = False,
+             fresh: str | None = None) -> list[Verdict]:
     """Evaluate every enabled rule for one patient as of ``as_of`` (timezone-aware).
 
-    With `changes_only`, evidence is built only for verdicts that `transition` turns into a finding
-    (a rule that starts holding, changes severity or stops holding); the others carry none."""
+    With `changes_only`, evidence is built only for verdicts that `transition` may turn into a finding
+    (a rule that starts holding, changes severity or stops holding); the others carry none. `fresh` is
+    the store of the new record evaluated (None: a tick, time passing)."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
     ctx = EvalContext(history, as_of, rules.definitions)
@@ -109,7 +130,8 @@ def evaluate(rules: RuleSet, history: PatientHistory, as_of: datetime, *, change
         return (previous["severity"] if previous else None) != severity
 
     wants = changes if changes_only else None
-    return [evaluate_rule(rule, ctx, wants) for rule in rules.enabled()]
+    states = in_effect(ctx, rules.care_states)
+    return [evaluate_rule(rule, ctx, wants, fresh, states) for rule in rules.enabled()]
 
 
 def transition(
@@ -122,44 +144,99 @@ def transition(
 ) -> list[Finding]:
     """Compare verdicts with the history's open findings and emit what changed.
 
-    * rule starts holding -> ``open`` finding;
-    * severity changes while holding (worse or better) -> new ``open`` finding at the new level;
-    * open rule stops holding -> ``resolved`` finding (at the severity it had);
+    * rule starts holding -> ``open`` finding (change ``opened``);
+    * severity rises while holding -> ``open`` at the new level at once (``worsened``);
+    * severity falls, or the condition clears -> nothing until it has stayed so for the rule's
+      ``resolve_after``; then ``open`` at the highest milder level seen meanwhile (``improved``) or
+      ``resolved`` (resolution ``condition_cleared``, at the severity it had);
+    * the rule's ``applies`` turns false -> ``resolved`` at once (resolution ``no_longer_applies``);
     * same state -> nothing.
 
-    The history's open set is updated. Open findings of rules absent from ``verdicts`` (e.g. a rule
-    disabled by a site) are left as they are.
+    The history's open set is updated (its entries keep the pending dwell). Open findings of rules
+    absent from ``verdicts`` (e.g. a rule disabled by a site) are left as they are.
     """
     out: list[Finding] = []
-    at_iso = at.isoformat()
     for v in verdicts:
-        prev = history.open.get(v.rule_id)
-        common: dict[str, Any] = {
-            "patient_id": history.patient_id, "rule_id": v.rule_id, "rule_version": v.rule_version,
-            "category": v.category, "at": at, "action": v.action, "citation": v.citation, "upload_id": upload_id,
-            "received_at": received_at,
-        }
-        if v.holds and v.severity is not None:
-            if prev is not None and prev["severity"] == v.severity:
-                continue
-            evidence = dict(v.evidence)
-            if prev is None:
-                evidence["change"] = "opened"
-                opened_at = at_iso
-            else:
-                worse = SEVERITY_ORDER[v.severity] > SEVERITY_ORDER[prev["severity"]]
-                evidence["change"] = "worsened" if worse else "improved"
-                evidence["previous_severity"] = prev["severity"]
-                opened_at = prev["opened_at"]
-            history.open[v.rule_id] = {
-                "severity": v.severity, "category": v.category, "opened_at": opened_at, "changed_at": at_iso,
-                "rule_version": v.rule_version,
-            }
-            out.append(Finding(severity=v.severity, state="open", evidence=evidence, **common))
-        elif prev is not None:
-            evidence = dict(v.evidence)
-            evidence["change"] = "resolved"
-            evidence["opened_at"] = prev["opened_at"]
-            del history.open[v.rule_id]
-            out.append(Finding(severity=prev["severity"], state="resolved", evidence=evidence, **common))
+        change = _change(history.open, v, at)
+        if change is None:
+            continue
+        state, severity, extra = change
+        out.append(Finding(
+            patient_id=history.patient_id, rule_id=v.rule_id, rule_version=v.rule_version, category=v.category,
+            severity=severity, state=state, at=at, evidence={**v.evidence, **extra}, action=v.action,
+            citation=v.citation, upload_id=upload_id, received_at=received_at,
+        ))
     return out
+
+
+Change = tuple[FindingState, str, dict[str, Any]]
+"""(finding state, severity, what the evidence adds: change, previous severity, resolution...)."""
+
+
+def _change(open_: dict[str, dict[str, Any]], v: Verdict, at: datetime) -> Change | None:
+    """One rule's transition, applied to the open set."""
+    prev = open_.get(v.rule_id)
+    level = v.severity if v.holds else None
+    if prev is None:
+        if level is None:
+            return None
+        open_[v.rule_id] = _entry(v, level, at.isoformat(), at)
+        return "open", level, {"change": "opened"}
+    if not v.applies:
+        return _resolve(open_, v.rule_id, NO_LONGER_APPLIES, at)
+    if level is not None and SEVERITY_ORDER[level] >= SEVERITY_ORDER[prev["severity"]]:
+        prev.pop("pending", None)  # back at (or above) the open level: any dwell starts again
+        if level == prev["severity"]:
+            return None
+        open_[v.rule_id] = _entry(v, level, prev["opened_at"], at)
+        return "open", level, {"change": "worsened", "previous_severity": prev["severity"]}
+    pending = prev["pending"] = _dwell(prev.get("pending"), level, v.fresh, at)
+    if _served(pending["clear"], v.resolve_after, at):
+        return _resolve(open_, v.rule_id, CONDITION_CLEARED, at)
+    if pending["level"] is not None and _served(pending["lower"], v.resolve_after, at):
+        open_[v.rule_id] = _entry(v, pending["level"], prev["opened_at"], at)
+        if pending["clear"] is not None:  # the clear run goes on counting toward resolution
+            open_[v.rule_id]["pending"] = {"lower": pending["clear"], "level": None, "clear": pending["clear"]}
+        return "open", pending["level"], {"change": "improved", "previous_severity": prev["severity"]}
+    return None
+
+
+def _entry(v: Verdict, severity: str, opened_at: str, at: datetime) -> dict[str, Any]:
+    return {"severity": severity, "category": v.category, "opened_at": opened_at, "changed_at": at.isoformat(),
+            "rule_version": v.rule_version}
+
+
+def _resolve(open_: dict[str, dict[str, Any]], rule_id: str, resolution: str, at: datetime) -> Change:
+    prev = open_.pop(rule_id)
+    extra = {"change": "resolved", "opened_at": prev["opened_at"], "resolution": resolution}
+    pending = prev.get("pending") or {}
+    if resolution == CONDITION_CLEARED and pending.get("clear"):
+        extra["clear_since"] = pending["clear"]["since"]
+    return "resolved", prev["severity"], extra
+
+
+def _dwell(pending: dict[str, Any] | None, level: str | None, fresh: bool, at: datetime) -> dict[str, Any]:
+    """The dwell after one more evaluation below the open level: the run below it (`lower`, with the
+    highest `level` seen in it, None = clear throughout) and the run of clear evaluations (`clear`)."""
+    if pending is None:
+        pending = {"lower": None, "level": None, "clear": None}
+    lower = _run(pending["lower"], fresh, at)
+    if level is None:
+        return {"lower": lower, "level": pending["level"], "clear": _run(pending["clear"], fresh, at)}
+    worst = level if pending["level"] is None else max(level, pending["level"], key=SEVERITY_ORDER.__getitem__)
+    return {"lower": lower, "level": worst, "clear": None}
+
+
+def _run(run: dict[str, Any] | None, fresh: bool, at: datetime) -> dict[str, Any]:
+    """A run of evaluations: its first evaluation counts, later ones count when they bring a new record."""
+    if run is None:
+        return {"since": at.isoformat(), "count": 1}
+    return {"since": run["since"], "count": run["count"] + int(fresh)}
+
+
+def _served(run: dict[str, Any] | None, dwell: ResolveAfter, at: datetime) -> bool:
+    """True when the run has lasted the rule's `resolve_after` (both figures)."""
+    if run is None:
+        return False
+    lasted = at - datetime.fromisoformat(run["since"])
+    return run["count"] >= dwell.evaluations and lasted >= timedelta(days=dwell.days)

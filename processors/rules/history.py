@@ -25,7 +25,7 @@ import orjson
 
 from processors.metrics.kinds import METRICS
 from processors.rules.rows import STORE_ROWS, VIEWS
-from schemas import Envelope
+from schemas import CareStateChange, Envelope
 from schemas.envelope import AnyRecord
 from schemas.kinds import OXIMETRY, RECORD_KINDS, SPIROMETRY, Kind, kind_of
 
@@ -39,17 +39,19 @@ KEEP_MAX_PER_KIND = 1000
 """Rows kept per store at most when the rule set declares no `history.keep_max_per_kind`: a device that
 sends thousands of sessions must not make every event of its patient cost a full scan of them."""
 DAY_S = 86400.0
+CARE_STATES_KEPT = 20
+"""Care-state changes a history keeps at most (the newest): older ones decide only long-past times."""
 NIV_DAY_END = time(12, 0)
 """A therapy day (a NIV night) runs noon to noon (ResMed); its night ends at noon UTC of the next day."""
 
 Record = AnyRecord
 STORES = tuple(k.store for k in RECORD_KINDS)
-"""The history stores, one per record kind (``schemas.kinds``): spiro, oxi, niv, alsfrs."""
+"""The history stores, one per record kind (``schemas.kinds``): spiro, oxi, niv, alsfrs, gas, tcco2."""
 _STORE_OF_VIEW = {name: view.store for name, view in VIEWS.items()}
 
 
 def record_kind(record: Record) -> str:
-    """History store of a record: spiro, oxi, niv or alsfrs."""
+    """History store of a record: spiro, oxi, niv, alsfrs, gas or tcco2."""
     return kind_of(record).store
 
 
@@ -152,8 +154,12 @@ class _RowBuilder:
         if self.values is not None:
             row.update(self.values(rec, m))
         from_metrics = self.from_metrics
-        return {f: _json_value(row[f] if f in row else getattr(m if f in from_metrics else rec, f))
-                for f in self.fields}
+        built = {f: _json_value(row[f] if f in row else getattr(m if f in from_metrics else rec, f))
+                 for f in self.fields}
+        # the event time stays exact: rounded (to 0.1 ms) it could fall after the record's own evaluation
+        # time, and a session taken at 06:08:52.123456 raised nothing until the patient's next record
+        built["t"] = row["t"]
+        return built
 
 
 _ROWS = {k.store: _RowBuilder(k) for k in RECORD_KINDS}
@@ -176,6 +182,9 @@ class PatientHistory:
         self.open: dict[str, dict[str, Any]] = {}
         """rule id -> {severity, category, opened_at, changed_at, rule_version} (ISO times)."""
         self.evaluated_at: str | None = None
+        self.care_states: list[dict[str, Any]] = []
+        """The team's care-state changes that still decide a time, in the order set: {id, state, since, from
+        (epoch s of 00:00 UTC of since), set_by}; the last one starting at or before a time holds then."""
         self._views: dict[str, list[dict[str, Any]]] = {}
 
     @property
@@ -267,6 +276,23 @@ class PatientHistory:
         values = list(self.last_event_ts.values()) if kind is None else _present(self.last_event_ts.get(kind))
         return datetime.fromtimestamp(max(values), tz=UTC) if values else None
 
+    # ---------------------------------------------------------------- care state (schemas.carestate)
+    def set_care_state(self, change: CareStateChange) -> bool:
+        """Keep a team's change (False for one already kept: a replayed message). A change set later wins
+        from its `since` on, so the earlier ones starting then or after it never decide a time again."""
+        if any(entry["id"] == change.change_id for entry in self.care_states):
+            return False
+        starts = change.starts_at.timestamp()
+        kept = [entry for entry in self.care_states if entry["from"] < starts]
+        kept.append({"id": change.change_id, "state": change.state, "since": change.since.isoformat(),
+                     "from": starts, "set_by": change.set_by})
+        self.care_states = kept[-CARE_STATES_KEPT:]
+        return True
+
+    def care_state_at(self, ts: float) -> dict[str, Any] | None:
+        """The change deciding the care state at epoch seconds `ts` (None: never set then)."""
+        return next((entry for entry in reversed(self.care_states) if entry["from"] <= ts), None)
+
     def open_findings(self) -> dict[str, dict[str, Any]]:
         return self.open
 
@@ -286,6 +312,7 @@ class PatientHistory:
             "last_event": self.last_event_ts,
             "open": self.open,
             "evaluated_at": self.evaluated_at,
+            "care_states": self.care_states,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -330,6 +357,7 @@ class PatientHistory:
         h.last_event_ts = {k: float(v) for k, v in data.get("last_event", {}).items()}
         h.open = dict(data.get("open", {}))
         h.evaluated_at = data.get("evaluated_at")
+        h.care_states = list(data.get("care_states", []))  # absent from values written before care states
         return h
 
     def __eq__(self, other: object) -> bool:

@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from processors.rules.expr import BOOL, Compiled, ExprError, Node, Scope, SeriesNode, compile_expr
+from processors.rules.carestates import CareStateError, CareStateRule, compile_care_states, silencing
+from processors.rules.expr import BOOL, Compiled, ExprError, Field, Node, Scope, SeriesNode, compile_expr
+from processors.rules.expr.nodes import DefRef, KindRef
 from processors.rules.history import KEEP_DAYS, KEEP_MAX_PER_KIND, STORES
-from processors.rules.lookback import needs, row_needs
+from processors.rules.lookback import STORE_OF, needs, row_needs
 from processors.rules.rulefile import (
+    IMMEDIATE,
+    CareStateSpec,
+    ResolveAfter,
     RuleChange,
     RulesFile,
     RuleSpec,
@@ -39,6 +44,7 @@ from schemas.findings import SEVERITY_ORDER
 
 __all__ = [
     "DEFAULT_RULES",
+    "ResolveAfter",
     "Rule",
     "RuleSet",
     "RulesError",
@@ -87,6 +93,13 @@ class Rule:
     enabled: bool = True
     title: str = ""
     version: str = ""
+    resolve_after: ResolveAfter = IMMEDIATE
+    """How long the condition must stay clear (or lower) before the finding resolves (or is lowered)."""
+    reads: frozenset[str] = frozenset(STORES)
+    """History stores its condition and severity tiers read: a new record of one of them is an evaluation
+    that counts toward `resolve_after.evaluations` (`applies` is left out: it is the care state)."""
+    silenced_by: frozenset[str] = frozenset()
+    """Care states in which the rule does not apply (`care_states:` of the file, less `keeps_speaking_when`)."""
 
     @property
     def severities(self) -> tuple[str, ...]:
@@ -103,6 +116,8 @@ class RuleSet:
     """Days of rows a patient's history keeps per store (spiro, oxi, niv, alsfrs): `history.keep_days`."""
     keep_max_per_kind: int = KEEP_MAX_PER_KIND
     """Rows a patient's history keeps per store at most (the newest): `history.keep_max_per_kind`."""
+    care_states: Mapping[str, CareStateRule] = field(default_factory=dict)
+    """What each care state silences, and the condition under which the data show it (`care_states:`)."""
 
     def __iter__(self) -> Iterator[Rule]:
         return iter(self.rules)
@@ -170,10 +185,15 @@ class _Draft:
     files: list[str]
     keep_origin: dict[str, str]
     """Retention setting (a store, or keep_max_per_kind) -> the file that set it."""
+    resolve_after: dict[str, ResolveAfter]
+    """Category -> persistence of its rules that declare none."""
     origins: dict[str, dict[str, str]] = field(default_factory=dict)
     """Rule id -> {field a site changed: the site file}."""
     def_origin: dict[str, str] = field(default_factory=dict)
     """'definitions.<name>' -> the site file that replaced it."""
+    care_states: dict[str, CareStateSpec] = field(default_factory=dict)
+    state_origin: dict[str, str] = field(default_factory=dict)
+    """Care state -> the site file that changed what it keeps."""
 
     @classmethod
     def of(cls, rules: RulesFile, label: str) -> _Draft:
@@ -182,7 +202,8 @@ class _Draft:
         return cls(version=rules.version, specs={r.id: r for r in rules.rules},
                    definitions=dict(rules.definitions), keep_days=keep_days, keep_max=keep_max, files=[label],
                    keep_origin={**{s: label for s in keep_days}, _MAX: label},
-                   origins={r.id: {} for r in rules.rules})
+                   resolve_after=dict(rules.resolve_after), origins={r.id: {} for r in rules.rules},
+                   care_states=dict(rules.care_states))
 
     def apply(self, site: SiteFile, label: str) -> None:
         """A site's version, retention, definitions and rule changes (params, severity, enabled)."""
@@ -190,6 +211,12 @@ class _Draft:
         self.version = f"{self.version}+{site.version or 'site'}"
         if site.history is not None:
             self._retention(site.history, label)
+        self.resolve_after.update(site.resolve_after)
+        for state, kept in site.care_states.items():
+            if state not in self.care_states:
+                raise RulesError(label, "care state not declared by the rules file", field=f"care_states.{state}")
+            self.care_states[state] = self.care_states[state].model_copy(update={"keeps": kept.keeps})
+            self.state_origin[state] = label
         for name, source in site.definitions.items():
             if name not in self.definitions:
                 raise RulesError(label, f"unknown definition '{name}' (known: {', '.join(self.definitions)})",
@@ -216,6 +243,8 @@ class _Draft:
             update["severity"] = _changed_tiers(spec, change.severity, label)
         if "enabled" in change.model_fields_set:
             update["enabled"] = change.enabled
+        if "resolve_after" in change.model_fields_set:
+            update["resolve_after"] = change.resolve_after
         self.specs[spec.id] = spec.model_copy(update=update)
         self.origins[spec.id] |= {f: label for f in update}
 
@@ -292,25 +321,78 @@ class _RuleCompiler:
             out.append((name, compiled))
         return tuple(out)
 
+    def text(self, fld: str, source: str) -> str:
+        """Prose with each `{param}` replaced by the rule's (site-adjusted) value: a site that moves a
+        threshold moves the number the clinician reads with it (issue 12)."""
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self.spec.params:
+                raise self.error(fld, f"'{{{name}}}' is not a param of this rule (known: "
+                                      f"{', '.join(self.spec.params) or 'none'})")
+            return _shown(self.spec.params[name])
+
+        return _PLACEHOLDER.sub(value, source)
+
     def tiers(self) -> tuple[Tier, ...]:
         tiers = [Tier(t.level, None if t.when is None else self.condition(f"severity[{i}].when", t.when))
                  for i, t in enumerate(self.spec.severity)]
         return tuple(sorted(tiers, key=lambda t: -SEVERITY_ORDER[t.level]))
 
-    def rule(self, version: str) -> Rule:
+    def rule(self, version: str, resolve_after: ResolveAfter, definitions: Mapping[str, Compiled]) -> Rule:
         spec = self.spec
         lets = self.lets()
         when = self.condition("when", spec.when)
         applies = None if spec.applies is None else self.condition("applies", spec.applies)
         tiers = self.tiers()
         evidence = tuple((name, self.expression(f"evidence.{name}", source)) for name, source in spec.evidence.items())
-        advice = tuple((self.expression(f"advice[{i}].when", a.when), a.text) for i, a in enumerate(spec.advice))
+        advice = tuple((self.expression(f"advice[{i}].when", a.when), self.text(f"advice[{i}].text", a.text))
+                       for i, a in enumerate(spec.advice))
         return Rule(
             id=spec.id, category=spec.category, tiers=tiers, when=when, params=dict(spec.params), lets=lets,
-            evidence=evidence, action=spec.action, advice=advice, citation=spec.citation.rendered,
-            sources=tuple(spec.citation.sources), applies=applies, enabled=spec.enabled, title=spec.title,
-            version=version,
+            evidence=evidence, action=self.text("action", spec.action), advice=advice,
+            citation=spec.citation.rendered, sources=tuple(spec.citation.sources), applies=applies,
+            enabled=spec.enabled, title=self.text("title", spec.title),
+            version=version, resolve_after=spec.resolve_after or resolve_after,
+            reads=_stores_read([when.node, *(t.when.node for t in tiers if t.when is not None)], definitions),
         )
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
+"""`{name}` in a rule's title, action or advice text: the value of its param `name`."""
+
+
+def _shown(value: Any) -> str:
+    """A param as prose: 50 not 50.0, a list as "D, E, F"."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_shown(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _stores_read(nodes: list[Node], definitions: Mapping[str, Compiled]) -> frozenset[str]:
+    """History stores the nodes read (through lets and definitions); every store when they name none
+    (`days_monitored()` alone)."""
+    stores: set[str] = set()
+    seen: set[str] = set()
+    todo = list(nodes)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (Field, KindRef)) and node.kind in STORE_OF:
+            stores.add(STORE_OF[node.kind])
+        if isinstance(node, DefRef) and node.name not in seen and node.name in definitions:
+            seen.add(node.name)
+            todo.append(definitions[node.name].node)
+        todo.extend(_children(node))
+    return frozenset(stores) if stores else frozenset(STORES)
+
+
+def _children(node: Node) -> list[Node]:
+    out: list[Node] = []
+    for value in vars(node).values():
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else (value,)
+        out.extend(item for item in items if isinstance(item, Node))
+    return out
 
 
 def _compile_definitions(sources: Mapping[str, str], origin: Mapping[str, str], base: str) -> dict[str, Compiled]:
@@ -329,6 +411,22 @@ def _compile_definitions(sources: Mapping[str, str], origin: Mapping[str, str], 
     return out
 
 
+def _care_states(draft: _Draft, def_types: Mapping[str, Any], base: str) -> dict[str, CareStateRule]:
+    try:
+        return compile_care_states(draft.care_states, draft.specs, def_types)
+    except CareStateError as error:
+        state = error.field.split(".")[1]
+        raise RulesError(draft.state_origin.get(state, base), str(error), field=error.field) from None
+
+
+def _silencing(spec: RuleSpec, states: Mapping[str, CareStateRule], origin: Mapping[str, str],
+               base: str) -> frozenset[str]:
+    try:
+        return silencing(spec.id, spec.category, spec.keeps_speaking_when, states)
+    except ValueError as error:
+        raise RulesError(origin.get("keeps_speaking_when", base), str(error), spec.id, "keeps_speaking_when") from None
+
+
 def load_rules(path: Path | str | None = None, overrides: Path | str | None = None) -> RuleSet:
     """Load a rules file (default: the packaged ``default.yaml``) and optionally a site override file.
 
@@ -345,10 +443,14 @@ def load_rules(path: Path | str | None = None, overrides: Path | str | None = No
         draft.apply(_validate(SiteFile, {} if odata is None else odata, olabel), olabel)
     definitions = _compile_definitions(draft.definitions, draft.def_origin, label)
     def_types = {k: v.typ for k, v in definitions.items()}
-    rules = [_RuleCompiler(spec, draft.origins[rid], label, def_types).rule(draft.version)
+    rules = [_RuleCompiler(spec, draft.origins[rid], label, def_types)
+             .rule(draft.version, draft.resolve_after.get(spec.category, IMMEDIATE), definitions)
              for rid, spec in draft.specs.items()]
+    states = _care_states(draft, def_types, label)
+    rules = [replace(rule, silenced_by=_silencing(draft.specs[rule.id], states, draft.origins[rule.id], label))
+             for rule in rules]
     rule_set = RuleSet(version=draft.version, rules=rules, definitions=definitions, files=tuple(draft.files),
-                       keep_days=draft.keep_days, keep_max_per_kind=draft.keep_max)
+                       keep_days=draft.keep_days, keep_max_per_kind=draft.keep_max, care_states=states)
     changed_by = {rid: next(iter(o.values())) for rid, o in draft.origins.items() if o}
     changed_by |= {name.removeprefix("definitions."): file for name, file in draft.def_origin.items()}
     _check_windows_kept(rule_set, draft.keep_origin, changed_by, label)
@@ -377,6 +479,8 @@ def _check_windows_kept(rule_set: RuleSet, origin: Mapping[str, str], changed_by
     places: list[tuple[str | None, str, str, Compiled, Mapping[str, Any]]] = [
         (None, f"definitions.{name}", name, c, {}) for name, c in rule_set.definitions.items()]
     places += [(r.id, fld, r.id, c, r.params) for r in rule_set.enabled() for fld, c in _expressions(r)]
+    places += [(None, f"care_states.{name}.when", name, s.when, {}) for name, s in rule_set.care_states.items()
+               if s.when is not None]
     for rule_id, fld, name, compiled, params in places:
         for need in needs(compiled, params):
             keep = rule_set.keep_days[need.store]

@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict, TypeVar, get_origin, get_type_hints
 
-from schemas.kinds import ALSFRS, NIV, OXIMETRY, RECORD_KINDS, SPIROMETRY, Kind
+from schemas.bloodgas import GasSample
+from schemas.kinds import ALSFRS, BLOOD_GAS, CAPNOGRAPHY, NIV, OXIMETRY, RECORD_KINDS, SPIROMETRY, Kind
 from schemas.spirometry import Posture
 
-__all__ = ["STORE_ROWS", "VIEWS", "AlsfrsRow", "Internal", "NivRow", "OxiRow", "Row", "SpiroRow", "Store", "View",
-           "series_fields"]
+__all__ = ["STORE_ROWS", "VIEWS", "AlsfrsRow", "GasRow", "Internal", "NivRow", "OxiRow", "Row", "SpiroRow", "Store",
+           "TcRow", "View", "series_fields"]
 
 T = TypeVar("T")
 _INTERNAL = "internal"
@@ -69,6 +70,8 @@ class OxiRow(Row):
     valid: bool
     invalid_reason: str | None
     on_o2: bool
+    o2_lpm: float | None
+    """Supplemental oxygen flow, L/min (None = not recorded); on_o2 says whether it was on."""
     under_niv: bool
     recording_min: float
     vrt_min: float
@@ -97,6 +100,8 @@ class NivRow(Row):
     spo2_mean: float | None
     spo2_t90_pct: float | None
     pct_spont_triggered: float | None
+    o2_lpm: float | None
+    """Oxygen bled into the circuit, L/min (None = not recorded)."""
 
 
 class AlsfrsRow(Row):
@@ -106,6 +111,35 @@ class AlsfrsRow(Row):
     total: int
     bulbar: int
     respiratory: int
+
+
+class GasRow(Row):
+    """spot CO2: blood gases (arterial, capillary, venous), transcutaneous and end-tidal readings (mmHg)"""
+
+    sample: GasSample
+    pco2_mmhg: float | None
+    bicarbonate_mmol_l: float | None
+    ph: float | None
+    po2_mmhg: float | None
+
+
+class TcRow(Row):
+    """overnight transcutaneous CO2 nights (valid = valid recording time >= 4 h)"""
+
+    valid: bool
+    invalid_reason: str | None
+    recording_min: float
+    valid_min: float
+    mean_tcpco2: float | None
+    max_tcpco2: float | None
+    baseline_tcpco2: float | None
+    max_rise_mmhg: float | None
+    gt50_min: float
+    gt55_min: float
+    longest_gt55_min: float
+    rise10_min: float | None
+    longest_rise10_min: float | None
+    mean_spo2: float | None
 
 
 @dataclass(frozen=True)
@@ -127,6 +161,8 @@ _STORES = (
     Store(OXIMETRY, OxiRow),
     Store(NIV, NivRow),
     Store(ALSFRS, AlsfrsRow),
+    Store(BLOOD_GAS, GasRow, key=("k", "sample", "src")),
+    Store(CAPNOGRAPHY, TcRow),
 )
 STORE_ROWS: dict[str, Store] = {s.kind.store: s for s in sorted(_STORES, key=lambda s: RECORD_KINDS.index(s.kind))}
 """History store name (``schemas.kinds.Kind.store``) -> its rows, in ``RECORD_KINDS`` order."""
@@ -171,7 +207,7 @@ _SESSIONS = STORE_ROWS[SPIROMETRY.store]
 VIEWS: dict[str, View] = {v.name: v for v in (
     View.of(_SESSIONS, posture="sitting",
             doc="sitting spirometry / respiratory-muscle sessions (valid = usable grade)"),
-    # a view of its own family: supine series do not join sitting ones on the session time
+    # a family of its own: a supine series cannot be matched row by row with a sitting one (other times)
     View.of(_SESSIONS, name="supine", family="supine", posture="supine", only=SUPINE_FIELDS,
             doc="supine spirometry sessions"),
     *(View.of(s) for s in STORE_ROWS.values() if s is not _SESSIONS),

@@ -34,11 +34,16 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from processors.rules.expr import BOOL, LIST, NUM, STR
 from processors.rules.history import KEEP_MAX_PER_KIND, STORES
+from schemas.carestate import CARE_STATES
 from schemas.findings import CATEGORIES, SEVERITIES
 
 __all__ = [
+    "IMMEDIATE",
+    "CareStateKeeps",
+    "CareStateSpec",
     "CitationSpec",
     "History",
+    "ResolveAfter",
     "RuleChange",
     "RuleSpec",
     "RulesFile",
@@ -257,6 +262,59 @@ def _tiers(value: Any) -> tuple[TierSpec, ...]:
 Tiers = Annotated[tuple[TierSpec, ...], PlainValidator(_tiers)]
 
 
+Evaluations = Annotated[StrictInt, Field(ge=0, le=1000), _says("must be a whole number from 0 to 1000, got {got}")]
+DwellDays = Annotated[StrictInt, Field(ge=0, le=3650),
+                      _says("must be a whole number of days from 0 to 3650, got {got}")]
+
+
+class ResolveAfter(_Spec):
+    """How long a rule's condition must stay clear (or at a lower severity) before its finding resolves
+    (or is lowered): both figures, when both are given. A worse severity never waits. `evaluations`
+    counts the evaluation that first sees the change and every later one on a new record of a kind the
+    rule's condition reads; `days` counts from that first evaluation."""
+
+    shape = "must be {evaluations: N} and/or {days: D}"
+    evaluations: Evaluations = 0
+    days: DwellDays = 0
+
+    @model_validator(mode="after")
+    def _some(self) -> ResolveAfter:
+        if self.evaluations < 1 and self.days < 1:
+            raise _error("needs evaluations >= 1 or days >= 1")
+        return self
+
+
+IMMEDIATE = ResolveAfter(evaluations=1)
+"""Resolve at the first evaluation that finds the condition clear (a file that declares no persistence)."""
+ByCategory = Annotated[dict[Category, ResolveAfter], _says(f"must be a mapping of {', '.join(CATEGORIES)} to "
+                                                           "{evaluations: N} and/or {days: D}")]
+
+
+StateName = Annotated[str, _one_of(CARE_STATES)]
+StateNames = Annotated[list[StateName], _says(f"must be a list of care states ({', '.join(CARE_STATES)})")]
+Targets = Annotated[list[StrictStr], _says("must be a list of 'all', categories or rule ids")]
+"""What a care state silences or keeps: `all`, categories, rule ids (the loader checks they exist)."""
+
+
+class CareStateSpec(_Spec):
+    """`care_states.<state>` of a rules file: the rules it silences (their `applies` turns false, so an open
+    finding resolves as no longer applying), those of them that still speak (`keeps`), and a condition
+    under which the data alone put the patient in that state (`when`)."""
+
+    shape = "must be a mapping with 'silences' (and optional 'keeps', 'when', 'notes')"
+    silences: Targets
+    keeps: Targets = Field(default_factory=list)
+    when: Expression | None = None
+    notes: Any = None
+
+
+class CareStateKeeps(_Spec):
+    """`care_states.<state>` of a site file: only the rules that still speak change."""
+
+    shape = "must be a mapping with 'keeps' only"
+    keeps: Targets
+
+
 class AdviceSpec(_Spec):
     """A sentence appended to the action when its condition holds."""
 
@@ -307,6 +365,10 @@ class RuleSpec(_Spec):
     citation: Annotated[CitationSpec, PlainValidator(_citation)]
     enabled: Flag = True
     title: Prose = ""
+    resolve_after: ResolveAfter | None = None
+    """None: the file's `resolve_after` for the rule's category."""
+    keeps_speaking_when: StateNames = Field(default_factory=list)
+    """Care states that silence the rule's category but not this rule: a safety rule."""
     notes: Any = None
 
     @classmethod
@@ -364,10 +426,14 @@ class RulesFile(_File):
     rules: Annotated[list[RuleSpec], Field(min_length=1), _says("must be a non-empty list of rules"),
                      AfterValidator(_unique_ids)]
     definitions: Named = Field(default_factory=dict)
+    resolve_after: ByCategory = Field(default_factory=dict)
+    """Per category, for rules that set none; a category not named resolves at once (IMMEDIATE)."""
+    care_states: Annotated[dict[StateName, CareStateSpec], _says("must be a mapping of care state: {silences, ...}")
+                           ] = Field(default_factory=dict)
     notes: Any = None
 
 
-_OVERRIDABLE = ("enabled", "params", "severity")
+_OVERRIDABLE = ("enabled", "params", "resolve_after", "severity")
 _REMAP = TypeAdapter(dict[StrictStr, Level])
 
 
@@ -379,10 +445,11 @@ def _severity_change(value: Any) -> tuple[TierSpec, ...] | dict[str, str]:
 class RuleChange(_Spec):
     """What a site changes of one rule: numbers, levels, on/off; never an expression."""
 
-    shape = "override must be a mapping (params, severity, enabled)"
+    shape = "override must be a mapping (params, severity, enabled, resolve_after)"
     params: Params = Field(default_factory=dict)
     severity: Annotated[tuple[TierSpec, ...] | dict[str, str], PlainValidator(_severity_change)] = ()
     enabled: Flag = True
+    resolve_after: ResolveAfter = IMMEDIATE
 
     @classmethod
     def _keys(cls, data: dict[Any, Any]) -> dict[Any, Any]:
@@ -423,6 +490,9 @@ class SiteFile(_File):
     version: Annotated[StrictStr, _says("must be a quoted string")] | None = None
     history: SiteHistory | None = None
     definitions: Named = Field(default_factory=dict)
+    resolve_after: ByCategory = Field(default_factory=dict)
+    care_states: Annotated[dict[StateName, CareStateKeeps], _says("must be a mapping of care state: {keeps: [...]}")
+                           ] = Field(default_factory=dict)
     rules: Annotated[dict[str, RuleChange], PlainValidator(_changes)] = Field(default_factory=dict)
     notes: Any = None
 

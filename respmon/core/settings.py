@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEV_WEBHOOK_SECRET = "dev-only-webhook-secret"
+DEV_DATABASE_CREDENTIALS = "respmon:respmon@"  # the local stack's user and password (infra/stack.sh)
+
 
 class Settings(BaseSettings):
     """Defaults match the local stack started by infra/stack.sh; production overrides every one."""
@@ -53,13 +56,15 @@ class Settings(BaseSettings):
     # alert delivery and the team API
     routing_file: Path | None = None
     webhook_url: str | None = None
-    webhook_secret: SecretStr = SecretStr("dev-only-webhook-secret")
+    webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
     dispatch_interval_s: float = 1.0
     delivery_timeout_s: float = 5.0
     delivery_backoff_base_s: float = 2.0
     delivery_backoff_max_s: float = 300.0
     public_base_url: str = "http://127.0.0.1:8081"
     escalation_check_s: float = 30.0
+    # a finding dated further back than this when it is computed (a backfilled SD card) is stored, not notified
+    notify_horizon_days: int = Field(default=14, ge=1, le=3650)
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_from: str = "respmon@localhost"
@@ -70,6 +75,15 @@ class Settings(BaseSettings):
     alerts_api_port: int = 8081
     # /docs, /redoc, /openapi.json of ingest and the team API, for team tokens only; false (production): 404
     api_docs: bool = True
+    # people's sessions on the team API: ended after this long unused, and this long after login whatever
+    session_idle_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
+    session_max_hours: float = Field(default=12.0, gt=0, le=24 * 7)
+    # this many wrong passwords in a row lock a member id for login_lockout_s, doubled at each new lockout
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_s: float = Field(default=60.0, gt=0, le=86400)
+
+    # production refuses the development defaults (webhook secret, database password) and empty secrets
+    env: Literal["development", "production"] = "development"
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # a client library repeating one message (a broker down: many lines a second) is logged once per window
@@ -83,6 +97,11 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full topic name: one prefix per deployment, so test runs and sites never share a topic."""
         return f"{self.topic_prefix}.{name}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies carry `Secure` when the team reaches the API over https (behind the TLS proxy)."""
+        return self.public_base_url.lower().startswith("https://")
 
     @property
     def faust_log_level(self) -> str:
@@ -105,6 +124,24 @@ class Settings(BaseSettings):
     def history_changelog_topic(self) -> str:
         """The worker's `patient-history` table changelog, named as faust names it (`<app id>-<table>-changelog`)."""
         return f"{self.worker_app_id}-patient-history-changelog"
+
+
+def production_refusal(settings: Settings) -> str | None:
+    """With RESPMON_ENV=production, the first development default or empty secret still in use, as one
+    line naming the setting (the service then exits with the configuration error code); else None."""
+    if settings.env != "production":
+        return None
+    secret = settings.webhook_secret.get_secret_value()
+    if not secret.strip():
+        return "RESPMON_WEBHOOK_SECRET is empty (RESPMON_ENV=production): set a secret of your own"
+    if secret == DEV_WEBHOOK_SECRET:
+        return "RESPMON_WEBHOOK_SECRET is the development default (RESPMON_ENV=production): set a secret of your own"
+    if DEV_DATABASE_CREDENTIALS in settings.database_url:
+        return ("RESPMON_DATABASE_URL uses the development password (respmon:respmon@, RESPMON_ENV=production):"
+                " give the database its own password")
+    if settings.smtp_password is not None and not settings.smtp_password.get_secret_value().strip():
+        return "RESPMON_SMTP_PASSWORD is empty (RESPMON_ENV=production): set it or unset it"
+    return None
 
 
 @lru_cache

@@ -26,6 +26,8 @@ TIMESERIES_TABLES: dict[str, str] = {
     "oximetry_signals": "start_at",
     "niv_nights": "night_date",
     "alsfrs_r": "taken_at",
+    "blood_gases": "taken_at",
+    "capnography_nights": "start_at",
     "findings": "at",
 }
 """Every time-series table and its time (partitioning) column. Written out because the core imports

@@ -167,6 +167,42 @@ def fhir_bundle() -> dict:
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
+BLOOD_GAS_CSV = """patient_id,taken_at,sample,pco2,pco2_unit,bicarbonate_mmol_l,ph,po2
+ALS-004,2026-02-02T09:15:00+01:00,venous,47.5,mmHg,28.1,7.37,
+ALS-004,2026-02-16T09:40:00+01:00,capillary,6.4,kPa,29.0,7.36,8.1
+ALS-004,2026-03-02T10:05:00Z,arterial,44.0,mmHg,,7.41,82
+ALS-004,2026-03-20T08:30:00Z,transcutaneous,46.2,mmHg,,,
+ALS-004,2026-03-20T08:30:00Z,venous,,,27.4,,
+"""
+TCCO2_START = datetime(2026, 3, 12, 23, 0, 0)
+TCCO2_ROWS = 720  # 6 h at 30 s
+TCCO2_GAP_ROWS = range(500, 504)  # rows left out: a 2-minute hole in the timestamps
+TCCO2_EMPTY_ROWS = (600, 601)  # no reading
+
+
+def _tcco2(i: int) -> int:
+    """First hour 41/42/43 (median 42), 44, then 14 min at 58 and 20 min at 53 from 3 h, then 45."""
+    if i < 120:
+        return 42 + i % 3 - 1
+    if 360 <= i < 388:
+        return 58
+    if 388 <= i < 428:
+        return 53
+    return 44 if i < 360 else 45
+
+
+def tcco2_night_csv() -> str:
+    """A TcCO2 night (known metrics: tests/test_ingest/test_parsers_co2.py)."""
+    lines = ["timestamp,tcpco2_mmhg,spo2,pulse"]
+    for i in range(TCCO2_ROWS):
+        if i in TCCO2_GAP_ROWS:
+            continue
+        at = (TCCO2_START + timedelta(seconds=30 * i)).isoformat() + "+01:00"
+        tc = "" if i in TCCO2_EMPTY_ROWS else str(_tcco2(i))
+        lines.append(f"{at},{tc},{'' if i == 250 else 94},68")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     rng = random.Random(SEED)
@@ -181,6 +217,13 @@ def main() -> None:
     (OUT / "alsfrs.json").write_text(json.dumps(ALSFRS_JSON, indent=2) + "\n")
     (OUT / "alsfrs_flat.json").write_text(json.dumps(ALSFRS_FLAT_JSON, indent=2) + "\n")
     (OUT / "fhir_bundle.json").write_text(json.dumps(fhir_bundle(), indent=2) + "\n")
+    write_co2()
+
+
+def write_co2() -> None:
+    """The CO2 files (issue 12): no random numbers, so the files above do not move."""
+    (OUT / "blood_gas.csv").write_text(BLOOD_GAS_CSV, newline="\n")
+    (OUT / "tcco2_night.csv").write_text(tcco2_night_csv(), newline="\n")
 
 
 if __name__ == "__main__":

@@ -54,11 +54,14 @@ class PipelineClient:
         with psycopg.connect(self.db_url, autocommit=True) as conn:
             return provision(conn, member_id, team)
 
-    def device(self, device_id: str, patient_id: str) -> str:
-        """Provision a device; returns its bearer token."""
+    def device(self, device_id: str, patient_id: str, team: str = "respiratory") -> str:
+        """Provision a device, its patient in the care of `team` (whose members `team_member` makes);
+        returns its bearer token."""
+        from alerts.careteams import assign
         from ingest.devices import provision
 
         with psycopg.connect(self.db_url, autocommit=True) as conn:
+            assign(conn, patient_id, team, "tests")
             return provision(conn, device_id, patient_id)
 
     def upload(self, token: str | None, body: bytes | str, content_type: str = "application/json",

@@ -10,7 +10,7 @@ import httpx
 import psycopg
 
 from tests.integration.conftest import ESCALATE_AFTER_S, Pipeline
-from tests.integration.test_walking_skeleton import session_json, wait_until
+from tests.integration.test_walking_skeleton import recent, session_json, wait_until
 
 
 def low_fvc_patient(pipeline: Pipeline, fvc_pct: float = 44.0) -> str:
@@ -101,17 +101,19 @@ def test_unacknowledged_alert_escalates_once(pipeline: Pipeline, db: psycopg.Con
 def test_worse_severity_renotifies_the_same_alert(pipeline: Pipeline, db: psycopg.Connection) -> None:
     patient = f"P-{uuid.uuid4().hex[:8]}"
     token = pipeline.device(f"dev-{patient}", patient)
-    first = {"patient_id": patient, "taken_at": "2026-10-01T09:00:00+00:00", "mip_cmh2o": -52}
-    second = {**first, "taken_at": "2026-11-01T09:00:00+00:00", "mip_cmh2o": -35}
+    # recent sessions: older findings are backfill, not notified (issue 12)
+    # NE-PCF270: warn below 270 L/min, high below 160 (rules 0.2: one rule with two tiers)
+    first = {"patient_id": patient, "taken_at": recent(3), "pcf_lpm": 200}
+    second = {**first, "taken_at": recent(1), "pcf_lpm": 150}
     assert pipeline.upload(token, json.dumps(first)).status_code == 202
     wait_until(lambda: webhooks_for(pipeline.receiver, patient), what="first notification")
     assert pipeline.upload(token, json.dumps(second)).status_code == 202
-    hooks = wait_until(lambda: [h for h in webhooks_for(pipeline.receiver, patient) if h["severity"] == "urgent"],
+    hooks = wait_until(lambda: [h for h in webhooks_for(pipeline.receiver, patient) if h["severity"] == "high"],
                        what="re-notification")
-    mip = [h for h in webhooks_for(pipeline.receiver, patient) if h["rule_id"] == "NS-MIP60"]
-    assert [h["severity"] for h in mip] == ["high", "urgent"]
-    assert mip[0]["alert_id"] == hooks[0]["alert_id"]  # type: ignore[index]
-    assert db.execute("SELECT count(*) FROM alerts WHERE patient_id = %s AND rule_id = 'NS-MIP60'",
+    pcf = [h for h in webhooks_for(pipeline.receiver, patient) if h["rule_id"] == "NE-PCF270"]
+    assert [h["severity"] for h in pcf] == ["warn", "high"]
+    assert pcf[0]["alert_id"] == hooks[0]["alert_id"]  # type: ignore[index]
+    assert db.execute("SELECT count(*) FROM alerts WHERE patient_id = %s AND category = 'NIV_ESCALATE'",
                       (patient,)).fetchone() == (1,)
 
 
@@ -143,3 +145,16 @@ def test_team_api_lists_shows_and_resolves_with_team_tokens_only(pipeline: Pipel
     again = httpx.post(f"{pipeline.alerts_url}/v1/alerts/{aid}/acknowledge", json={}, headers=auth)
     assert again.status_code == 409
     assert httpx.get(f"{pipeline.alerts_url}/v1/alerts/999999999", headers=auth).status_code == 404
+
+
+def test_a_backfilled_session_is_stored_and_shown_not_notified(pipeline: Pipeline, db: psycopg.Connection) -> None:
+    """Issue 12: a finding older than RESPMON_NOTIFY_HORIZON_DAYS (14) when computed is history, not news."""
+    patient = f"P-{uuid.uuid4().hex[:8]}"
+    token = pipeline.device(f"dev-{patient}", patient)
+    assert pipeline.upload(token, session_json(patient, 44.0, recent(60))).status_code == 202
+    aid = alert_id(db, patient)
+    time.sleep(2)
+    assert webhooks_for(pipeline.receiver, patient) == []
+    assert db.execute("SELECT status, severity, notified_at, rules ? 'NS-FVC50' FROM alerts WHERE alert_id = %s",
+                      (aid,)).fetchone() == ("open", "high", None, True)
+    assert db.execute("SELECT count(*) FROM deliveries WHERE alert_id = %s", (aid,)).fetchone() == (0,)

@@ -275,3 +275,18 @@ def test_rejected_bytes_are_limited_per_device_and_day(limited: LimitedIngest, d
     assert quota_refusals(limited.ingest_url) == before + 1
     other_patient, _, other = new_device(limited, "CALM")  # the quota is per device
     assert limited.upload(other, session_json(other_patient, 70.0)).status_code == 202
+
+
+def test_an_upload_declares_its_oxygen_flow(pipeline: Pipeline, db: psycopg.Connection) -> None:
+    """`?o2_lpm=` marks a night recorded on home oxygen when the file cannot say it (issue 12): the night
+    counts (on oxygen, never dropped), home oxygen without NIV is flagged, and reprocessing keeps it."""
+    patient, _, token = new_device(pipeline, "O2")
+    night = (Path(__file__).resolve().parents[1] / "data" / "synthetic" / "O2Ring_20260308223000.csv").read_bytes()
+    refused = pipeline.upload(token, night, "text/csv", filename="O2Ring_night.csv", o2_lpm="99")
+    assert refused.status_code == 422 and "o2_lpm" in refused.text
+    accepted = pipeline.upload(token, night, "text/csv", filename="O2Ring_night.csv", o2_lpm="2")
+    assert accepted.status_code == 202, accepted.text
+    assert db.execute("SELECT o2_lpm FROM raw_uploads WHERE upload_id = %s",
+                      (accepted.json()["upload_id"],)).fetchone() == (2.0,)
+    wait_until(lambda: db.execute("SELECT count(*) FROM findings WHERE patient_id = %s AND rule_id = 'NS-O2NONIV'"
+                                  " AND state = 'open'", (patient,)).fetchone()[0] == 1, what="NS-O2NONIV")

@@ -1,7 +1,8 @@
 """Synthetic patient trajectories give the same findings from the offline evaluator and the real stream.
 
 The records go onto the real measurements topic (in the order a replay uses: event time), the faust
-worker processes them, and the findings it stores in PostgreSQL must equal `replay()`'s, one for one.
+worker processes them, and the findings it stores in PostgreSQL must equal `replay()`'s, one for one. A
+scenario's care-state changes go onto the same topic, keyed by patient, in the same order.
 """
 
 import json
@@ -13,10 +14,10 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from processors.rules.evaluator import _tiebreak, replay
-from processors.rules.history import event_time
+from processors.rules.evaluator import _tiebreak, _time, replay
 from processors.rules.loader import load_rules
-from schemas import Envelope
+from schemas import CareStateChange, Envelope
+from schemas.kinds import RECORD_KINDS, kind_of
 from tests.integration.conftest import Pipeline
 from tests.scenarios import all_scenarios
 
@@ -27,6 +28,15 @@ def stored_findings(db: psycopg.Connection, patient: str) -> list[tuple[str, str
     rows = db.execute("SELECT rule_id, state, severity, at FROM findings WHERE patient_id = %s ORDER BY at, rule_id,"
                       " state", (patient,)).fetchall()
     return [(r, s, sev, at.isoformat()) for r, s, sev, at in rows]
+
+
+def _message(item: object) -> bytes:
+    """A care-state change as it is (like a Tick); a record in its envelope."""
+    if isinstance(item, CareStateChange):
+        return item.model_dump_json().encode()
+    env = Envelope(upload_id=str(uuid.uuid4()), device_id="scenario", received_at=datetime.now(UTC),
+                   record=item)
+    return env.model_dump_json().encode()
 
 
 def expected_findings(records: list[object]) -> list[tuple[str, str, str, str]]:
@@ -44,13 +54,13 @@ def published(pipeline: Pipeline, stack_env: dict[str, str]) -> dict[str, list[o
     for scenario in SCENARIOS:
         patient = f"{scenario.patient_id}-{run}"
         records = [r.model_copy(update={"patient_id": patient}) for r in scenario.records]
+        records += [c.model_copy(update={"patient_id": patient, "change_id": uuid.uuid4().hex})
+                    for c in scenario.care_states]
         by_patient[patient] = records
-        ordered = sorted(enumerate(records), key=lambda ir: (event_time(ir[1]), _tiebreak(ir[1]), ir[0]))
+        ordered = sorted(enumerate(records), key=lambda ir: (_time(ir[1]), _tiebreak(ir[1]), ir[0]))
         for _, record in ordered:
-            env = Envelope(upload_id=str(uuid.uuid4()), device_id="scenario", received_at=datetime.now(UTC),
-                           record=record)
             producer.send(f"{stack_env['RESPMON_TOPIC_PREFIX']}.measurements", key=patient.encode(),
-                          value=env.model_dump_json().encode())
+                          value=_message(record))
     producer.flush()
     producer.close()
     return by_patient
@@ -78,26 +88,24 @@ def test_stream_and_offline_evaluator_agree(index: int, published: dict[str, lis
 
 def _tick_only(scenario: object) -> frozenset[str]:
     """Rules that need a final as-of evaluation (time passing with no record) are raised by ticks."""
-    with_final = {f.rule_id for f in replay(scenario.records, load_rules(), scenario.as_of)}  # type: ignore[attr-defined]
-    without = {f.rule_id for f in replay(scenario.records, load_rules())}  # type: ignore[attr-defined]
+    with_final = {f.rule_id for f in replay(scenario.items, load_rules(), scenario.as_of)}  # type: ignore[attr-defined]
+    without = {f.rule_id for f in replay(scenario.items, load_rules())}  # type: ignore[attr-defined]
     return frozenset(with_final - without)
 
 
 def _stored_records(db: psycopg.Connection, patient: str) -> int:
-    return sum(db.execute(f"SELECT count(*) FROM {table} WHERE patient_id = %s", (patient,)).fetchone()[0]
-               for table in ("spirometry_sessions", "oximetry_nights", "niv_nights", "alsfrs_r"))
+    return sum(db.execute(f"SELECT count(*) FROM {kind.table} WHERE patient_id = %s", (patient,)).fetchone()[0]
+               for kind in RECORD_KINDS)
 
 
 def _distinct_records(records: list[object]) -> int:
     keys = set()
     for r in records:
-        kind = r.kind  # type: ignore[attr-defined]
-        if kind == "niv_night":
-            keys.add((kind, r.night_date, r.source))  # type: ignore[attr-defined]
-        elif kind == "oximetry_night":
-            keys.add((kind, r.start, r.source))  # type: ignore[attr-defined]
-        else:
-            keys.add((kind, r.taken_at, r.source))  # type: ignore[attr-defined]
+        if isinstance(r, CareStateChange):
+            continue  # stored in care_states, not a record table
+        kind = kind_of(r)  # its natural key (schemas.kinds): a re-sent record replaces its row
+        field = {column: name for name, column in kind.columns.items()}
+        keys.add((kind.name, *(getattr(r, field.get(column, column)) for column in kind.key)))
     return len(keys)
 
 

@@ -4,6 +4,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
@@ -21,9 +22,16 @@ def wait_until(check: Callable[[], object], timeout_s: float = 60, what: str = "
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-def session_json(patient: str, fvc_pct: float, taken_at: str = "2026-11-20T09:30:00+00:00") -> str:
-    return json.dumps({"patient_id": patient, "taken_at": taken_at, "fvc_l": 1.9, "fvc_pct_pred": fvc_pct,
-                       "posture": "sitting", "source": "home-spirometer"})
+def recent(days_ago: int = 1) -> str:
+    """A session time `days_ago` days back: findings older than RESPMON_NOTIFY_HORIZON_DAYS (14) when
+    computed are backfill, stored but not notified (issue 12), so alert tests upload recent data."""
+    day = datetime.now(UTC) - timedelta(days=days_ago)
+    return day.replace(hour=9, minute=30, second=0, microsecond=0).isoformat()
+
+
+def session_json(patient: str, fvc_pct: float, taken_at: str | None = None) -> str:
+    return json.dumps({"patient_id": patient, "taken_at": taken_at or recent(), "fvc_l": 1.9,
+                       "fvc_pct_pred": fvc_pct, "posture": "sitting", "source": "home-spirometer"})
 
 
 def test_low_fvc_upload_is_stored_once_and_alerts_once(pipeline: Pipeline, db: psycopg.Connection) -> None:

@@ -71,6 +71,9 @@ def rel_env(private_stack: PrivateStack, tmp_path: Path) -> Iterator[dict[str, s
         "RESPMON_PUBLISH_TIMEOUT_S": "4",
         "RESPMON_LOG_LEVEL": "INFO",
         "RESPMON_WORKER_SESSION_TIMEOUT_S": "10",  # a killed worker's group membership expires in 10 s
+        # the cohorts are dated (2025 scenarios, sessions from 2026-09-01): a finding older than the notify
+        # horizon would be recorded without a message (issue 12) and leave the deliveries untested
+        "RESPMON_NOTIFY_HORIZON_DAYS": "3650",
     }
     prepare(env)
     yield env

@@ -40,12 +40,17 @@ def device(secured: SecuredPipeline) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def alert_id(secured: SecuredPipeline) -> int:
-    """An open alert, so that acknowledge and resolve reach the database with the note."""
+    """An open alert of a patient of the `team` member's care team, so that acknowledge and resolve reach
+    the database with the note."""
+    from alerts.careteams import assign
+
+    patient = f"HDR-{uuid.uuid4().hex[:8]}"
     with psycopg.connect(secured.db_url, autocommit=True) as db:
+        assign(db, patient, "respiratory", "tests")
         row = db.execute(
             "INSERT INTO alerts (patient_id, rule_id, rule_version, category, severity, evidence, action, citation,"
             " finding_at) VALUES (%s, 'hdr-test', '1', 'TEST', 'warn', '{}', 'none', 'none', now()) RETURNING alert_id",
-            (f"HDR-{uuid.uuid4().hex[:8]}",)).fetchone()
+            (patient,)).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -133,7 +138,7 @@ def test_nul_in_an_ingest_query_parameter_is_a_422_naming_it(secured: SecuredPip
                                content=json.dumps({"patient_id": patient}), headers=headers, timeout=30)
         assert_refused(answer, where, name)
         names.append(name)
-    assert set(names) == {"format", "filename"}
+    assert set(names) == {"format", "filename", "o2_lpm"}
 
 
 def raw_request(base: str, request: bytes) -> bytes:
@@ -169,11 +174,11 @@ def test_nul_in_a_header_is_refused_and_logged_as_json(secured: SecuredPipeline,
 def team_members_broken(secured: SecuredPipeline) -> Iterator[None]:
     """Make the token lookup fail with an error nobody handles (a column renamed), then repair it."""
     with psycopg.connect(secured.db_url, autocommit=True) as db:
-        db.execute("ALTER TABLE team_members RENAME COLUMN team TO team_hidden")
+        db.execute("ALTER TABLE team_members RENAME COLUMN active TO active_hidden")
         try:
             yield
         finally:
-            db.execute("ALTER TABLE team_members RENAME COLUMN team_hidden TO team")
+            db.execute("ALTER TABLE team_members RENAME COLUMN active_hidden TO active")
 
 
 def test_unexpected_error_is_a_generic_json_500_logged_as_one_json_line(
@@ -190,7 +195,7 @@ def test_unexpected_error_is_a_generic_json_500_logged_as_one_json_line(
     assert errors and errors[-1]["level"] == "error" and errors[-1]["route"] == "/v1/alerts"
     assert errors[-1]["error"] == "UndefinedColumn" and errors[-1]["status"] == 500
     assert any("team.py" in frame for frame in errors[-1]["where"]), errors[-1]
-    assert not any(patient in line or "team_hidden" in line for line in log_lines(secured, "alerts.log"))
+    assert not any(patient in line or "active_hidden" in line for line in log_lines(secured, "alerts.log"))
 
 
 def test_api_docs_answer_only_to_team_tokens(secured: SecuredPipeline, team: dict[str, str],

@@ -13,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.integration.test_walking_skeleton import recent
 from tests.security.conftest import MAX_UPLOAD, SecuredPipeline
 
 pytestmark = pytest.mark.timeout(180)
@@ -29,21 +30,21 @@ def test_no_patient_id_or_measured_value_in_logs_or_metrics(secured: SecuredPipe
     token = secured.device(f"scan-dev-{run}", patient)
     team = secured.team_member(f"scan-nurse-{run}")
 
-    good = json.dumps({"patient_id": patient, "taken_at": "2026-10-20T09:00:00+00:00", "fvc_l": 1.83,
+    good = json.dumps({"patient_id": patient, "taken_at": recent(4), "fvc_l": 1.83,
                        "fvc_pct_pred": float(fvc), "mip_cmh2o": -33.3, "posture": "sitting", "source": "scan"})
     answers = {
         "accepted": secured.upload(token, good),
         "duplicate": secured.upload(token, good),
         "other_patient": secured.upload(token, good.replace(patient, other)),
-        "bad_key": secured.upload(token, json.dumps({"patient_id": patient, "taken_at": "2026-10-21T09:00:00Z",
+        "bad_key": secured.upload(token, json.dumps({"patient_id": patient, "taken_at": recent(3),
                                                      key_marker: 1})),
-        "bad_cell": secured.upload(token, f"patient_id,taken_at,fvc_pct_pred\n{patient},2026-10-22T09:00:00Z,"
+        "bad_cell": secured.upload(token, f"patient_id,taken_at,fvc_pct_pred\n{patient},{recent(2)},"
                                           f"{cell_marker}\n", "text/csv", format="spirometry_csv"),
         "bad_date": secured.upload(token, f"patient_id,taken_at,fvc_pct_pred\n{patient},{cell_marker},{fvc}\n",
                                    "text/csv", format="spirometry_csv"),
         "no_token": secured.upload(None, good),
         "too_large": secured.upload(token, good.encode() + b" " * MAX_UPLOAD),
-        "csv_other": secured.upload(token, f"patient_id,taken_at,fvc_pct_pred\n{other},2026-10-23T09:00:00Z,{fvc}\n",
+        "csv_other": secured.upload(token, f"patient_id,taken_at,fvc_pct_pred\n{other},{recent(1)},{fvc}\n",
                                     "text/csv", format="spirometry_csv"),
     }
     assert answers["accepted"].status_code == 202 and answers["duplicate"].status_code == 200

@@ -44,6 +44,8 @@ SEEDS: dict[str, tuple[str, bytes]] = {
     "resmed_pld": ("x_PLD.edf", (AIRCURVE_DAY / "20250202_223725_PLD.edf").read_bytes()),
     "resmed_sad": ("x_SAD.edf", (AIRCURVE_DAY / "20250202_223725_SAD.edf").read_bytes()),
     "resmed_eve": ("x_EVE.edf", (AIRCURVE_DAY / "20250202_223717_EVE.edf").read_bytes()),
+    "blood_gas_csv": ("g.csv", (SYN / "blood_gas.csv").read_bytes()),
+    "tcco2_csv": ("t.csv", _head_lines("tcco2_night.csv", 60)),
 }
 assert set(SEEDS) == set(FORMATS)
 
@@ -76,7 +78,7 @@ def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
     return bytes(data)
 
 
-SELF_IDENTIFYING = {"spirometry_json", "spirometry_csv", "niv_csv", "alsfrs_json", "fhir_bundle"}
+SELF_IDENTIFYING = {"spirometry_json", "spirometry_csv", "niv_csv", "alsfrs_json", "fhir_bundle", "blood_gas_csv"}
 """Files that name their patient: no patient id is passed, so a mismatch does not stop parsing early."""
 
 
@@ -174,7 +176,8 @@ def test_mutated_json_content_raises_only_parse_error(fmt: str) -> None:
     run()
 
 
-@pytest.mark.parametrize("fmt", ["spirometry_csv", "niv_csv", "o2ring_csv", "oximetry_csv"])
+@pytest.mark.parametrize("fmt", ["spirometry_csv", "niv_csv", "o2ring_csv", "oximetry_csv", "blood_gas_csv",
+                                 "tcco2_csv"])
 def test_mutated_csv_cells_raise_only_parse_error(fmt: str) -> None:
     name, seed = SEEDS[fmt]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from schemas import AlsfrsR, NivNight, OximetryNight, SpirometrySession
+from schemas import AlsfrsR, BloodGas, CapnographyNight, NivNight, OximetryNight, SpirometrySession
 
 AT = datetime(2026, 3, 1, 9, tzinfo=UTC)
 VALID: dict[type[BaseModel], dict[str, Any]] = {
@@ -21,14 +21,18 @@ VALID: dict[type[BaseModel], dict[str, Any]] = {
                         "mip_cmh2o": 45, "mep_cmh2o": 60, "snip_cmh2o": 40, "pcf_lpm": 250, "age_years": 60,
                         "height_cm": 170},
     OximetryNight: {"patient_id": "P1", "start": AT, "interval_s": 1, "spo2": [95, None], "pulse": [60, None],
-                    "motion": [0, 3]},
+                    "motion": [0, 3], "o2_lpm": 2},
     NivNight: {"patient_id": "P1", "night_date": date(2026, 3, 1), "usage_hours": 7, "leak_p50_lpm": 5,
                "leak_p95_lpm": 20, "ahi": 3, "resp_rate": 16, "tidal_volume_ml": 400, "minute_vent_lpm": 7,
-               "spo2_mean": 95, "spo2_t90_pct": 1, "pct_spont_triggered": 80, "mask_sessions": 1},
+               "spo2_mean": 95, "spo2_t90_pct": 1, "pct_spont_triggered": 80, "mask_sessions": 1, "o2_lpm": 2},
     AlsfrsR: {"patient_id": "P1", "taken_at": AT, "items": [4] * 12},
+    BloodGas: {"patient_id": "P1", "taken_at": AT, "sample": "arterial", "pco2_mmhg": 45, "bicarbonate_mmol_l": 27,
+               "ph": 7, "po2_mmhg": 80},
+    CapnographyNight: {"patient_id": "P1", "start": AT, "interval_s": 1, "tcpco2": [45, None], "spo2": [95, None],
+                       "pulse": [60, None]},
 }
 NUMERIC = [(model, name) for model, values in VALID.items() for name in values
-           if name != "patient_id" and not isinstance(values[name], (date, datetime))]
+           if not isinstance(values[name], (date, datetime, str))]
 
 
 def _numeric_fields(model: type[BaseModel]) -> set[str]:
@@ -85,7 +89,8 @@ def test_mip_written_negative_is_still_its_magnitude() -> None:
     ids=str,
 )
 @pytest.mark.parametrize(("model", "name"), [(SpirometrySession, "taken_at"), (OximetryNight, "start"),
-                                             (AlsfrsR, "taken_at")], ids=str)
+                                             (AlsfrsR, "taken_at"), (BloodGas, "taken_at"),
+                                             (CapnographyNight, "start")], ids=str)
 def test_instants_outside_1900_2099_are_refused(model: type[BaseModel], name: str, when: datetime) -> None:
     with pytest.raises(ValidationError, match="years 1900-2099"):
         model.model_validate(_with(model, name, when))

@@ -68,3 +68,53 @@ def test_worker_with_a_bad_site_rules_file_exits_with_one_line(tmp_path: Path) -
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert lines[0].startswith(f"respmon worker: {site}: rule NE-RRDEV: field 'let.dev'")
     assert "history.keep_days.niv" in lines[0]
+
+
+def _flapping_history(folder: Path) -> list[Path]:
+    """NIV nights whose AHI alternates 12 and 8 (the 7-night median crosses 10 back and forth) for one
+    patient, and a session with FVC and SNIP both below their NIV_START thresholds for another."""
+    niv = folder / "niv.csv"
+    rows = ["patient_id,night_date,usage_hours,ahi"]
+    for i in range(60):
+        ahi = (12.0 if i % 2 else 8.0) if i >= 20 else 3.0
+        rows.append(f"CLI-NIV,2026-{9 + i // 30:02d}-{1 + i % 30:02d},7.0,{ahi}")
+    niv.write_text("\n".join(rows) + "\n")
+    spiro = folder / "spiro.csv"
+    spiro.write_text("patient_id,taken_at,fvc_l,fvc_pct_pred,snip_cmh2o\nCLI-FVC,2026-10-29T09:00:00+00:00,1.8,45,30\n")
+    return [niv, spiro]
+
+
+def test_evaluate_alerts_prints_the_notifications_the_stream_would_send(tmp_path: Path) -> None:
+    files = [str(p) for p in _flapping_history(tmp_path)]
+    result = respmon("evaluate", "--alerts", *files)
+    assert result.returncode == 0, result.stderr
+    sent = [json.loads(line) for line in result.stdout.splitlines()]
+    for note in sent:
+        assert set(note) == {"patient_id", "category", "severity", "change", "rules", "at"}
+    by_patient = {n["patient_id"]: n for n in sent}
+    assert len(sent) == 2  # a flapping AHI is one notification, two NIV_START rules are one alert
+    assert {k: by_patient["CLI-NIV"][k] for k in ("category", "severity", "change", "rules")} == {
+        "category": "NIV_ESCALATE", "severity": "warn", "change": "worsened", "rules": ["NE-AHI"]}  # info: not sent
+    assert {k: by_patient["CLI-FVC"][k] for k in ("category", "severity", "change", "rules")} == {
+        "category": "NIV_START", "severity": "high", "change": "opened", "rules": ["NS-FVC50", "NS-SNIP40"]}
+
+
+def test_evaluate_alerts_backtests_a_rules_change(tmp_path: Path) -> None:
+    """Without NE-AHI's dwell the same nights would send a message every time the median rises again."""
+    site = tmp_path / "site.yaml"
+    site.write_text("rules: {NE-AHI: {resolve_after: {evaluations: 1}}}\n")
+    files = [str(p) for p in _flapping_history(tmp_path)]
+    result = respmon("evaluate", "--alerts", *files, "--overrides", str(site))
+    assert result.returncode == 0, result.stderr
+    assert sum(json.loads(line)["patient_id"] == "CLI-NIV" for line in result.stdout.splitlines()) > 5
+
+
+def test_evaluate_alerts_as_a_backfill_sends_only_what_holds_now(tmp_path: Path) -> None:
+    files = [str(p) for p in _flapping_history(tmp_path)]
+    now = respmon("evaluate", "--alerts", *files, "--now", "2026-11-01")
+    assert now.returncode == 0, now.stderr
+    sent = {json.loads(line)["patient_id"]: json.loads(line) for line in now.stdout.splitlines()}
+    assert sent["CLI-NIV"]["change"] == "opened" and sent["CLI-NIV"]["severity"] == "warn"  # announced, held now
+    assert sent["CLI-FVC"]["change"] == "opened"
+    later = respmon("evaluate", "--alerts", *files, "--now", "2027-06-01")
+    assert later.returncode == 0 and later.stdout == ""  # a year-old card: history, not news

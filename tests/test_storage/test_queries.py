@@ -72,11 +72,13 @@ def test_cohort_latest(history: None, db: psycopg.Connection) -> None:
         db.execute("INSERT INTO raw_uploads (upload_id, device_id, received_at, sha256, size_bytes, body)"
                    " VALUES (%s, %s, %s, %s, 1, 'x')",
                    (uuid.uuid4(), f"dev-{token[:6]}", received + offset, uuid.uuid4().hex))
-    for rule, status in (("R1", "open"), ("R2", "acknowledged"), ("R3", "resolved")):
+    # one active alert per patient and category since issue 12: the two active ones are of two categories
+    for rule, category, status in (("R1", "NIV_START", "open"), ("R2", "NIV_ESCALATE", "acknowledged"),
+                                   ("R3", "NIV_START", "resolved")):
         db.execute("INSERT INTO alerts (patient_id, rule_id, rule_version, category, severity, status, evidence,"
                    " action, citation, finding_at)"
-                   " VALUES (%s, %s, '1', 'NIV_START', 'high', %s, '{}', 'a', 'c', now())",
-                   (P, rule, status))
+                   " VALUES (%s, %s, '1', %s, 'high', %s, '{}', 'a', 'c', now())",
+                   (P, rule, category, status))
 
     rows = queries.cohort_latest(db, [P, "Q-nobody"])
     assert [r["patient_id"] for r in rows] == [P, "Q-nobody"]

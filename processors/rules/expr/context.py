@@ -17,7 +17,8 @@ class EvalContext:
     """What an expression sees: one patient's rows up to ``as_of``, the rule's params, a trace.
 
     ``source`` must provide ``rows(kind) -> list[dict]`` (sorted by ``t``, epoch seconds),
-    ``first_event(kind|None) -> float|None`` and ``open_findings() -> dict[rule_id, info]``.
+    ``first_event(kind|None) -> float|None``, ``open_findings() -> dict[rule_id, info]`` and
+    ``care_state_at(ts) -> dict|None``.
     """
 
     def __init__(self, source: Any, as_of: datetime, definitions: Mapping[str, Compiled] | None = None):

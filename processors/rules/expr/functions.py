@@ -14,7 +14,7 @@ from typing import Any
 
 from processors.rules.expr.context import EvalContext
 from processors.rules.expr.nodes import Call, Const, KindRef
-from processors.rules.expr.types import ANY, BOOL, DEV, NUM, SLOPE
+from processors.rules.expr.types import ANY, BOOL, DEV, NUM, SLOPE, STR
 from processors.rules.expr.window import (
     DAY_S,
     evidence_points,
@@ -53,6 +53,19 @@ def _latest(call: Call, ctx: EvalContext) -> Any:
         shown = series.show(row, series.typ.primary, ctx)
         if shown != value:
             entry["shown"] = round_value(shown)
+    ctx.record(call.src, entry)
+    return value
+
+
+def _first(call: Call, ctx: EvalContext) -> Any:
+    """The oldest row with a value in the window (all that is kept without one): a patient's own baseline,
+    e.g. the first session's litres when % predicted cannot be computed."""
+    series = series_arg(call)
+    picked, window = select_rows(call, ctx, series)
+    value = picked[0][1] if picked else None
+    entry: dict[str, Any] = {"value": round_value(value), "window": window}
+    if picked:
+        entry["date"] = picked[0][0]["d"]
     ctx.record(call.src, entry)
     return value
 
@@ -112,6 +125,14 @@ def _open_days(call: Call, ctx: EvalContext) -> Any:
                 best = days if best is None else max(best, days)
     value = None if best is None else round(best, 3)
     ctx.record(call.src, {"value": value})
+    return value
+
+
+def _care_state(call: Call, ctx: EvalContext) -> Any:
+    """The care state the team set for as_of ("none" when none): `schemas.carestate`."""
+    entry = ctx.source.care_state_at(ctx.as_ts)
+    value = entry["state"] if entry else "none"
+    ctx.record(call.src, {"value": value, **({"since": entry["since"], "set_by": entry["set_by"]} if entry else {})})
     return value
 
 
@@ -222,6 +243,7 @@ def _median(vs: list[float]) -> float:
 
 FUNCTIONS: dict[str, FuncSpec] = {
     "latest": FuncSpec("series", WINDOW_KW, "elem", _latest, "value of the most recent row with a value"),
+    "first": FuncSpec("series", WINDOW_KW, "elem", _first, "value of the oldest row with a value"),
     "count": FuncSpec("bool_series", WINDOW_KW, NUM, _agg(lambda vs: sum(1 for v in vs if v), flags=True),
                       "number of rows where the yes/no series is yes"),
     "n": FuncSpec("series", WINDOW_KW, NUM, _agg(len, flags=True), "number of rows with a value"),
@@ -243,6 +265,9 @@ FUNCTIONS: dict[str, FuncSpec] = {
     "days_monitored": FuncSpec("none", {}, NUM, _days_monitored, "days since the first record of any kind"),
     "open_days": FuncSpec("text", {}, NUM, _open_days,
                           "days the open finding of a rule id or category has been open"),
+    "care_state": FuncSpec("none", {}, STR, _care_state,
+                           "the care state the team set for as_of: niv_declined, invasive_ventilation, end_of_life,"
+                           " left_service, or none"),
     "coalesce": FuncSpec("scalars", {}, ANY, _coalesce, "first argument that is not missing"),
     "missing": FuncSpec("scalar", {}, BOOL, _missing, "yes when the value is missing"),
     "abs": FuncSpec("scalar", {}, NUM, _abs, "absolute value"),

@@ -11,7 +11,7 @@ import pytest
 
 from processors.rules import PatientHistory, evaluate, load_rules
 from processors.rules.history import event_time
-from tests.scenarios import START, alsfrs, day, niv_night, oxi_night, spiro
+from tests.scenarios import START, alsfrs, day, gas, niv_night, oxi_night, spiro, tcco2_night
 
 P = "T-1"
 RULES = load_rules()
@@ -66,14 +66,23 @@ CASES = [
     Case("NS-FVC50", "fvc 50", lambda: [spiro(P, day(0), 50.0)], None),
     Case("NS-FVC50", "grade unknown asks for repeat", lambda: [spiro(P, day(0), 49.0, grade=None)], "high",
          action_contains="repeat the test"),
-    Case("NS-FVC50", "grade F excluded", lambda: [spiro(P, day(0), 60.0), spiro(P, day(1), 40.0, grade="F")], None),
+    # issue 12: a poor-quality session below the threshold is evidence, not silence (round 1 expected None)
+    Case("NS-FVC50", "grade F below: warn, confirm",
+         lambda: [spiro(P, day(0), 60.0), spiro(P, day(1), 40.0, grade="F")], "warn",
+         action_contains="confirm with a repeat test"),
+    Case("NS-FVC50", "grade F above", lambda: [spiro(P, day(0), 60.0), spiro(P, day(1), 55.0, grade="F")], None),
+    Case("NS-FVC50", "SVC better than FVC", lambda: [spiro(P, day(0), 45.0, svc_l=3.4)], None),
+    Case("NS-FVC80-SYM", "poor session + orthopnoea",
+         lambda: [alsfrs(P, day(0, 9), i11=3), spiro(P, day(1), 79.0, grade="D")], "warn"),
     Case("NS-FVC50", "on NIV", lambda: [*nivs([6.0]), spiro(P, day(2), 40.0)], None),
     Case("NS-FVC80-SYM", "fvc 79 + orthopnoea", lambda: [alsfrs(P, day(0, 9), i11=3), spiro(P, day(1), 79.0)], "high"),
     Case("NS-FVC80-SYM", "fvc 79 + dyspnoea", lambda: [alsfrs(P, day(0, 9), i10=2), spiro(P, day(1), 79.0)], "high"),
     Case("NS-FVC80-SYM", "fvc 80 + orthopnoea", lambda: [alsfrs(P, day(0, 9), i11=3), spiro(P, day(1), 80.0)], None),
     Case("NS-FVC80-SYM", "fvc 79, dyspnoea item 3", lambda: [alsfrs(P, day(0, 9), i10=3), spiro(P, day(1), 79.0)],
          None),
-    Case("NS-FVC80-SYM", "symptom 31 d old", lambda: [alsfrs(P, day(0, 9), i11=3), spiro(P, day(31, 10), 79.0)],
+    Case("NS-FVC80-SYM", "symptom 100 d old", lambda: [alsfrs(P, day(0, 9), i11=3), spiro(P, day(99, 10), 79.0)],
+         "high"),
+    Case("NS-FVC80-SYM", "symptom 101 d old", lambda: [alsfrs(P, day(0, 9), i11=3), spiro(P, day(101, 10), 79.0)],
          None),
     Case("NS-SUPINE", "drop 20 %", lambda: [spiro(P, day(0, 10), 79.0, fvc_l=3.0),
                                             spiro(P, day(0, 11), None, fvc_l=2.4, posture="supine")], "warn"),
@@ -84,13 +93,22 @@ CASES = [
     Case("NS-SNIP40", "snip 39", lambda: [spiro(P, day(0), 90.0, snip=39)], "high"),
     Case("NS-SNIP40", "snip 40", lambda: [spiro(P, day(0), 90.0, snip=40)], None),
     Case("NS-MIP60", "mip 59", lambda: [spiro(P, day(0), 90.0, mip=59)], "high"),
-    Case("NS-MIP60", "mip 39 urgent", lambda: [spiro(P, day(0), 90.0, mip=-39)], "urgent"),
+    # issue 12: MIP < 40 belongs to the tier of SNIP < 40 and FVC < 50 % (round 1 expected urgent)
+    Case("NS-MIP60", "mip 39 high, CHEST23", lambda: [spiro(P, day(0), 90.0, mip=-39)], "high",
+         action_contains="CHEST 2023"),
     Case("NS-MIP60", "mip 60", lambda: [spiro(P, day(0), 90.0, mip=60)], None),
     Case("NS-OXI88", "one night 5 min", lambda: [oxi_night(P, night(0), low_run_min=5.0)], "warn"),
     Case("NS-OXI88", "2 of 3 nights", lambda: [oxi_night(P, night(0), low_run_min=6.0), oxi_night(P, night(1)),
                                                oxi_night(P, night(2), low_run_min=6.0)], "high"),
     Case("NS-OXI88", "4.9 min", lambda: [oxi_night(P, night(0), low_run_min=4.9)], None),
-    Case("NS-OXI88", "on oxygen", lambda: [oxi_night(P, night(0), low_run_min=8.0, on_o2=True)], None),
+    # issue 12: oxygen nights count and make it worse (round 1 dropped them: expected None)
+    Case("NS-OXI88", "on oxygen", lambda: [oxi_night(P, night(0), low_run_min=8.0, on_o2=True)], "high",
+         action_contains="supplemental oxygen"),
+    Case("NS-OXI88", "2 of 3 nights on oxygen",
+         lambda: [oxi_night(P, night(0), low_run_min=6.0, on_o2=True), oxi_night(P, night(1), on_o2=True),
+                  oxi_night(P, night(2), low_run_min=6.0, on_o2=True)], "urgent"),
+    Case("NS-OXI88", "T90 11 % one night", lambda: [oxi_night(P, night(0), t90_pct=11)], "warn"),
+    Case("NS-OXI88", "T90 9.9 % one night", lambda: [oxi_night(P, night(0), t90_pct=9.9)], None),
     Case("NS-OXI88", "1.9 h recording", lambda: [oxi_night(P, night(0), hours=1.9, low_run_min=8.0)], None),
     Case("NS-T90", "2 of 3 nights 11 %", lambda: [oxi_night(P, night(0), t90_pct=11), oxi_night(P, night(1)),
                                                   oxi_night(P, night(2), t90_pct=11)], "warn"),
@@ -102,6 +120,19 @@ CASES = [
     Case("NS-SLOPE", "-2.9 %/month", lambda: fvc_trend(-2.9, 62.0), None),
     Case("NS-SLOPE", "-4 %/month but crossing in > 90 d", lambda: fvc_trend(-4.0, 90.0), None),
     Case("NS-SLOPE", "2 sessions", lambda: fvc_trend(-6.0, 70.0)[-2:], None),
+    Case("NS-ORTHO", "orthopnoea item 11 = 2, FVC 90", lambda: [alsfrs(P, day(0), i11=2), spiro(P, day(1), 90.0)],
+         "high"),
+    Case("NS-ORTHO", "item 11 = 3", lambda: [alsfrs(P, day(0), i11=3), spiro(P, day(1), 90.0)], None),
+    Case("NS-DROP10", "85 -> 74 in 80 d", lambda: [spiro(P, day(d), v) for d, v in ((0, 85.0), (40, 80.0), (80, 74.0))],
+         "warn"),
+    Case("NS-DROP10", "85 -> 76", lambda: [spiro(P, day(d), v) for d, v in ((0, 85.0), (40, 80.0), (80, 76.0))], None),
+    Case("NS-VCDROP", "3.0 -> 2.3 L, no % pred",
+         lambda: [spiro(P, day(0), None, fvc_l=3.0, demographics=False),
+                  spiro(P, day(60), None, fvc_l=2.3, demographics=False)], "warn"),
+    Case("NS-VCDROP", "3.0 -> 2.5 L", lambda: [spiro(P, day(0), None, fvc_l=3.0, demographics=False),
+                                              spiro(P, day(60), None, fvc_l=2.5, demographics=False)], None),
+    Case("NS-O2NONIV", "oxygen night, no NIV", lambda: [oxi_night(P, night(0), on_o2=True)], "warn"),
+    Case("NS-O2NONIV", "oxygen night on NIV", lambda: [*nivs([8.0] * 3), oxi_night(P, night(2), on_o2=True)], None),
     # ------------------------------------------------------------------ NIV_ESCALATE
     Case("NE-ADH", "mean 3.9 h", lambda: nivs([6.0] * 14 + [3.9] * 14), "warn"),
     Case("NE-ADH", "mean 4.0 h", lambda: nivs([6.0] * 14 + [4.0] * 14), None),
@@ -128,8 +159,18 @@ CASES = [
     Case("NE-PCF270", "270", lambda: [spiro(P, day(0), 90.0, pcf=270)], None),
     Case("NE-PCF270", "assisted 200 is not unassisted", lambda: [spiro(P, day(0), 90.0, pcf=200, pcf_assisted=True)],
          None),
-    Case("NE-PCF160", "159", lambda: [spiro(P, day(0), 90.0, pcf=159)], "high"),
-    Case("NE-PCF160", "160", lambda: [spiro(P, day(0), 90.0, pcf=160)], None),
+    # issue 12: NE-PCF160 merged into NE-PCF270's high tier (one low cough flow, one finding)
+    Case("NE-PCF270", "159 high", lambda: [spiro(P, day(0), 90.0, pcf=159)], "high", action_contains="160 L/min"),
+    Case("NE-PCF270", "160 warn", lambda: [spiro(P, day(0), 90.0, pcf=160)], "warn"),
+    Case("NE-DESAT", "on oxygen: urgent",
+         lambda: nivs([6.0] * 7) + [oxi_night(P, night(i), t90_pct=6, on_niv=True, on_o2=True) for i in (1, 3, 5)],
+         "urgent"),
+    Case("NE-DAYUSE", "median 16 h: dependence tier", lambda: nivs([16.0] * 7), "high", action_contains="back-up"),
+    Case("NE-USEDROP", "7-night median 3 h vs 8 h", lambda: nivs([8.0] * 30 + [3.0] * 7), "warn"),
+    Case("NE-USEDROP", "7-night median 4.5 h vs 8 h", lambda: nivs([8.0] * 30 + [4.5] * 7), None),
+    Case("NE-MEP40", "mep 35, no PCF", lambda: [_mep(spiro(P, day(0), 90.0), 35)], "warn"),
+    Case("NE-MEP40", "mep 35 with PCF", lambda: [_mep(spiro(P, day(0), 90.0, pcf=300), 35)], None),
+    Case("NE-MEP40", "mep 40", lambda: [_mep(spiro(P, day(0), 90.0), 40)], None),
     Case("NE-RRDEV", "+20 % over 5 nights", lambda: nivs_with(45, rr=[15.0] * 40 + [18.0] * 5), "warn"),
     Case("NE-RRDEV", "+19.3 %", lambda: nivs_with(45, rr=[15.0] * 40 + [17.9] * 5), None),
     Case("NE-RRDEV", "too little baseline", lambda: nivs_with(15, rr=[15.0] * 10 + [20.0] * 5), None),
@@ -139,7 +180,10 @@ CASES = [
     Case("TD-DEP", "median 20 h", lambda: nivs([20.0] * 7), "high"),
     Case("TD-DEP", "median 19.9 h", lambda: nivs([19.9] * 7), None),
     Case("TD-DEP", "ALSFRS-R item 12 = 1", lambda: [alsfrs(P, day(0), i12=1)], "high"),
-    Case("TD-BULBAR", "swallowing 1", lambda: [*nivs([8.0] * 3), alsfrs(P, day(4), i3=1)], "warn"),
+    # issue 12: item 3 = 1 is tube feeding, not in itself worse bulbar function (round 1 expected warn)
+    Case("TD-BULBAR", "tube feeding alone", lambda: [*nivs([8.0] * 3), alsfrs(P, day(4), i3=1)], None),
+    Case("TD-BULBAR", "nil by mouth", lambda: [*nivs([8.0] * 3), alsfrs(P, day(4), i3=0)], "warn"),
+    Case("TD-BULBAR", "tube feeding + no speech", lambda: [*nivs([8.0] * 3), alsfrs(P, day(4), i3=1, i1=1)], "warn"),
     Case("TD-BULBAR", "swallowing 2", lambda: [*nivs([8.0] * 3), alsfrs(P, day(4), i3=2, i2=2)], None),
     Case("TD-COUGH", "assisted 159", lambda: [spiro(P, day(0), 60.0, pcf=159, pcf_assisted=True)], "high"),
     Case("TD-COUGH", "assisted 179 twice", lambda: [spiro(P, day(0), 60.0, pcf=179, pcf_assisted=True),
@@ -147,11 +191,43 @@ CASES = [
     Case("TD-COUGH", "assisted 160 once", lambda: [spiro(P, day(0), 60.0, pcf=160, pcf_assisted=True)], None),
     Case("TD-VC30", "vc 29 on NIV", lambda: [*nivs([8.0] * 3), spiro(P, day(5), 29.0)], "warn"),
     Case("TD-VC30", "vc 30 on NIV", lambda: [*nivs([8.0] * 3), spiro(P, day(5), 30.0)], None),
+    Case("TD-VC30", "vc 29, grade E", lambda: [*nivs([8.0] * 3), spiro(P, day(5), 29.0, grade="E")], "info",
+         action_contains="confirm with a repeat test"),
+    Case("TD-BULBDEC", "bulbar 12 -> 9 in 150 d", lambda: [alsfrs(P, day(0)), alsfrs(P, day(150), i1=3, i2=3, i3=3)],
+         "warn"),
+    Case("TD-BULBDEC", "bulbar 12 -> 10", lambda: [alsfrs(P, day(0)), alsfrs(P, day(150), i1=3, i2=3)], None),
+    Case("TD-BULBDEC", "12 -> 9 over 200 d", lambda: [alsfrs(P, day(0)), alsfrs(P, day(200), i1=3, i2=3, i3=3)],
+         None),
     Case("TD-INTOL", "1.9 h after 30 d with FVC 45", lambda: [*nivs([1.9] * 35), spiro(P, day(36), 45.0)], "high"),
     Case("TD-INTOL", "2.0 h", lambda: [*nivs([2.0] * 35), spiro(P, day(36), 45.0)], None),
     Case("TD-INTOL", "no indication left", lambda: [*nivs([1.0] * 35), spiro(P, day(36), 70.0)], None),
     Case("TD-FAIL", "NE-DESAT open 14 d", lambda: nivs([6.0] * 14), "high", prepare=_open_desat(14)),
     Case("TD-FAIL", "NE-DESAT open 13.9 d", lambda: nivs([6.0] * 14), None, prepare=_open_desat(13.9)),
+    # ------------------------------------------------------------------ CO2 (issue 12)
+    Case("NS-PACO2", "arterial 45", lambda: [gas(P, day(0), 45.0)], "urgent"),
+    Case("NS-PACO2", "arterial 44.9", lambda: [gas(P, day(0), 44.9)], None),
+    Case("NS-PACO2", "transcutaneous 46", lambda: [gas(P, day(0), 46.0, sample="transcutaneous")], "urgent"),
+    Case("NS-PACO2", "venous 50 is the screen's", lambda: [gas(P, day(0), 50.0, sample="venous")], None),
+    Case("NS-PACO2", "on NIV", lambda: [*nivs([6.0]), gas(P, day(2), 52.0)], None),
+    Case("NS-CO2SCREEN", "venous 46", lambda: [gas(P, day(0), 46.0, sample="venous")], "warn"),
+    Case("NS-CO2SCREEN", "venous 45", lambda: [gas(P, day(0), 45.0, sample="venous")], None),
+    Case("NS-CO2SCREEN", "bicarbonate 27", lambda: [gas(P, day(0), None, sample="venous", bicarbonate=27.0)], "warn"),
+    Case("NS-CO2SCREEN", "bicarbonate 26.9", lambda: [gas(P, day(0), 40.0, bicarbonate=26.9)], None),
+    Case("NS-TCCO2", "12 min > 55", lambda: [tcco2_night(P, night(0), peak_min=12.0)], "high"),
+    Case("NS-TCCO2", "rise to 53 for 10 min", lambda: [tcco2_night(P, night(0), peak=53.0, peak_min=10.0)], "high"),
+    Case("NS-TCCO2", "9 min > 55", lambda: [tcco2_night(P, night(0), peak_min=9.0)], None),
+    Case("NS-TCCO2", "rise to 51 from 42 (9 mmHg)", lambda: [tcco2_night(P, night(0), peak=51.0, peak_min=60.0)],
+         None),
+    Case("NS-TCCO2", "under 2 h of TcCO2", lambda: [tcco2_night(P, night(0), hours=1.9, peak_min=60.0)], None),
+    Case("NS-TCCO2", "on NIV", lambda: [*nivs([6.0] * 3), tcco2_night(P, night(2), peak_min=30.0)], None),
+    Case("NE-CO2", "arterial 50 on NIV", lambda: [*nivs([6.0] * 3), gas(P, day(3), 50.0)], "high"),
+    Case("NE-CO2", "arterial 49 on NIV", lambda: [*nivs([6.0] * 3), gas(P, day(3), 49.0)], None),
+    Case("NE-CO2", "gas from before NIV", lambda: [gas(P, day(0), 55.0), *nivs([6.0] * 3, start=1)], None),
+    Case("NE-CO2", "TcCO2 night on NIV", lambda: [*nivs([6.0] * 3), tcco2_night(P, night(2), peak_min=12.0)],
+         "high"),
+    Case("NE-CO2", "TcCO2 night with 3 h of NIV", lambda: [*nivs([6.0, 6.0, 3.0]),
+                                                           tcco2_night(P, night(2), peak_min=12.0)], None),
+    Case("NE-CO2", "not on NIV", lambda: [gas(P, day(0), 55.0)], None),
     # ------------------------------------------------------------------ DATA_QUALITY
     Case("DQ-PFT6M", "184 d", lambda: [spiro(P, day(0), 80.0)], "warn", after=T(days=184)),
     Case("DQ-PFT6M", "93 d", lambda: [spiro(P, day(0), 80.0)], "info", after=T(days=93)),
@@ -170,6 +246,11 @@ CASES = [
     Case("DQ-DEMOG", "GLI computable", lambda: [spiro(P, day(0), None, fvc_l=3.0)], None),
     Case("DQ-DEMOG", "% pred supplied", lambda: [spiro(P, day(0), 75.0, demographics=False)], None),
 ]
+
+
+def _mep(session: Any, mep: float) -> Any:
+    """The scenario builder has no MEP: the same session with one."""
+    return session.model_copy(update={"mep_cmh2o": mep})
 
 
 def run_case(case: Case) -> Any:
@@ -215,7 +296,8 @@ def test_every_tier_level_is_exercised() -> None:
 def test_required_rule_ids_present() -> None:
     required = {
         "NS-FVC50", "NS-FVC80-SYM", "NS-SUPINE", "NS-SNIP40", "NS-MIP60", "NS-OXI88", "NS-T90", "NS-SLOPE",
-        "NE-ADH", "NE-DESAT", "NE-AHI", "NE-LEAK", "NE-DAYUSE", "NE-PCF270", "NE-PCF160", "NE-RRDEV", "NE-MVDEV",
+        # issue 12: NE-PCF160 merged into NE-PCF270 (two severity tiers)
+        "NE-ADH", "NE-DESAT", "NE-AHI", "NE-LEAK", "NE-DAYUSE", "NE-PCF270", "NE-RRDEV", "NE-MVDEV",
         "TD-DEP", "TD-BULBAR", "TD-COUGH", "TD-VC30", "TD-INTOL", "DQ-PFT6M", "DQ-NOUPLOAD", "DQ-OXINVALID",
         "DQ-SPIROQC", "DQ-DEMOG",
     }

@@ -31,7 +31,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 # ------------------------------------------------------------------------------ the rules file
 def test_default_rules_keep_nightly_kinds_shorter_than_sessions() -> None:
-    assert RULES.keep_days == {"spiro": 400, "oxi": 120, "niv": 120, "alsfrs": 400}
+    assert RULES.keep_days == {"spiro": 400, "oxi": 120, "niv": 120, "alsfrs": 400, "gas": 400, "tcco2": 400}
 
 
 def test_a_window_longer_than_its_kind_keeps_is_refused_at_load(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_a_site_that_lengthens_a_window_raises_retention_with_it(tmp_path: Path)
     site = write(tmp_path, "site.yaml", "history:\n  keep_days: {niv: 160}\n"
                  "rules:\n  NE-RRDEV:\n    params: {baseline_days: 150}\n")
     rules = load_rules(overrides=site)
-    assert rules.keep_days == {"spiro": 400, "oxi": 120, "niv": 160, "alsfrs": 400}
+    assert rules.keep_days == {"spiro": 400, "oxi": 120, "niv": 160, "alsfrs": 400, "gas": 400, "tcco2": 400}
     assert rules.get("NE-RRDEV").params["baseline_days"] == 150
 
 
@@ -129,7 +129,7 @@ def test_a_rules_file_without_history_keeps_the_old_400_days(tmp_path: Path) -> 
 
 # ------------------------------------------------------------------------------ the history
 def test_each_store_is_pruned_to_its_own_retention() -> None:
-    h = PatientHistory(P, keep_days={"spiro": 400, "oxi": 120, "niv": 120, "alsfrs": 400})
+    h = PatientHistory(P, keep_days={"spiro": 400, "oxi": 120, "niv": 120, "alsfrs": 400, "gas": 400, "tcco2": 400})
     h.add(spiro(P, day(0), 80.0))
     h.add(niv_night(P, START + timedelta(days=1)))
     h.add(alsfrs(P, day(2)))

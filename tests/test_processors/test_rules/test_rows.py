@@ -15,7 +15,7 @@ from processors.rules.history import STORES, PatientHistory, record_kind
 from processors.rules.lookback import STORE_OF
 from processors.rules.rows import STORE_ROWS, VIEWS, Row, series_fields
 from schemas.kinds import RECORD_KINDS
-from tests.scenarios import all_scenarios, alsfrs, day, niv_night, oxi_night, spiro
+from tests.scenarios import all_scenarios, alsfrs, day, gas, niv_night, oxi_night, spiro, tcco2_night
 
 
 def records() -> list[Any]:
@@ -26,6 +26,8 @@ def records() -> list[Any]:
         spiro("R", day(3, 11), 61.0, posture="supine", grade=None, demographics=False),
         spiro("R", day(4), None, fvc_l=2.9, pcf=180.0, pcf_assisted=True, demographics=False),
         oxi_night("R", d), niv_night("R", d, 6.5), alsfrs("R", day(5)),
+        gas("R", day(6), 47.5, bicarbonate=29.0, ph=7.36), gas("R", day(6), None, sample="venous", bicarbonate=27.0),
+        tcco2_night("R", d, peak_min=12.0), tcco2_night("R", d, hours=0.5, source="short"),  # no baseline
         *(r for s in all_scenarios() for r in s.records),
     ]
 

@@ -13,7 +13,7 @@ SCENARIOS = all_scenarios()
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.patient_id for s in SCENARIOS])
 def test_scenario_raises_exactly_the_expected_rules(scenario) -> None:  # type: ignore[no-untyped-def]
-    findings = replay(scenario.records, RULES, scenario.as_of)
+    findings = replay(scenario.items, RULES, scenario.as_of)  # records and care-state changes
     assert {f.patient_id for f in findings} <= {scenario.patient_id}
     raised = {f.rule_id for f in findings if f.state == "open"}
     assert raised == scenario.expected, [(f.at.date().isoformat(), f.rule_id, f.severity, f.state) for f in findings]
@@ -66,7 +66,7 @@ def test_missing_data_severities() -> None:
 
 
 def test_all_scenarios_together_in_one_replay() -> None:
-    records = [r for s in SCENARIOS for r in s.records]
+    records = [r for s in SCENARIOS for r in s.items]
     as_of = max(s.as_of for s in SCENARIOS)
     findings = replay(records, RULES, as_of)
     for s in SCENARIOS:
@@ -87,3 +87,11 @@ def test_every_scenario_record_lies_in_the_past() -> None:
     now = datetime.now(UTC)
     late = [(s.name, event_time(r)) for s in SCENARIOS for r in s.records if event_time(r) > now]
     assert late == []
+
+
+def test_a_declined_niv_resolves_the_prompt_and_leaves_the_safety_rules() -> None:
+    [declines] = [s for s in SCENARIOS if s.patient_id == "SCN-DECLINES"]
+    findings = replay(declines.items, RULES, declines.as_of)
+    resolved = [f for f in findings if f.state == "resolved"]
+    assert [(f.rule_id, f.evidence["resolution"]) for f in resolved] == [("NS-FVC50", "no_longer_applies")]
+    assert {f.rule_id for f in findings if f.state == "open"} - {"NS-FVC50"} == {"NS-PACO2", "NE-PCF270"}

@@ -119,7 +119,7 @@ def test_flapping_series_send_no_more_than_their_first_news() -> None:
         assert all(f.state == "open" for f in out.findings if f.rule_id in ("NS-OXI88", "NS-T90", "NE-AHI")), h.name
 
 
-# ---------------------------------------------------------------------------------------- known noise, fixed: symptoms read over 100 days
+# ---------------------------------------------- known noise, fixed: NS-FVC80-SYM reads symptoms over 100 days
 def test_orthopnoea_reported_every_quarter_is_one_alert() -> None:
     p = "SUITE-X1"
     records = [session(p, d, 70.0) for d in range(0, 300, 30)] + [form(p, d + 1, i11=3) for d in range(0, 300, 90)]

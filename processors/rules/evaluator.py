@@ -71,7 +71,11 @@ def step(
         record = record.record
     history.keep_days = rules.keep_days  # the rule set's retention (its file's history.keep_days)
     history.keep_max = rules.keep_max_per_kind  # and its count bound (history.keep_max_per_kind)
-    history.add(record)
+    if not history.add(record):
+        # a replay (the worker re-reads events after a crash; a device sends the same data again) or a
+        # record older than the history keeps: evaluating again would count as new data toward a rule's
+        # resolve_after and resolve it early (seen in the SIGKILL fault test)
+        return []
     return tick(history, rules, event_time(record), upload_id=upload_id, received_at=received_at,
                 fresh=record_kind(record))
 

@@ -97,6 +97,15 @@ def _json_value(v: Any) -> Any:
     return v
 
 
+_PAIRED = frozenset({"supine_drop_pct"})
+"""Row fields set from another row (a sitting session's drop to the same day's supine one), not the record."""
+
+
+def _same_row(stored: Mapping[str, Any], built: Mapping[str, Any]) -> bool:
+    """The stored row is what this record builds: the record was seen before."""
+    return all(stored.get(f) == v for f, v in built.items() if f not in _PAIRED)
+
+
 def _present(*values: Any) -> list[float]:
     return [v for v in values if v is not None]
 
@@ -197,7 +206,9 @@ class PatientHistory:
 
     # ---------------------------------------------------------------- adding records
     def add(self, record: Record | Envelope) -> bool:
-        """Compute the record's metrics and store (or replace) its row. Returns True if stored.
+        """Compute the record's metrics and store (or replace) its row. Returns True if stored; False for
+        a record already held exactly (a replay: the history, and so every rule's state, is unchanged) or
+        one older than its store keeps.
 
         Rows older than their store's ``keep_days`` before the newest event are dropped, as is a
         record that is itself that old; beyond ``keep_max`` rows of a store, the oldest are dropped.
@@ -215,6 +226,8 @@ class PatientHistory:
         self.last_event_ts[store] = max(self.last_event_ts.get(store, t), t)
         rows = self._rows[store]
         natural, key = build.key(row), build.key
+        if any(key(r) == natural and _same_row(r, row) for r in rows):
+            return False  # a replay (at-least-once delivery, or the same data sent again): nothing changes
         rows[:] = [r for r in rows if key(r) != natural]
         insort(rows, row, key=lambda r: r["t"])
         if kind is SPIROMETRY:

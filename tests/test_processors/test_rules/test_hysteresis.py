@@ -148,3 +148,29 @@ def test_an_unknown_category_is_refused(tmp_path: Path) -> None:
     site.write_text("resolve_after: {NIV_STOP: {evaluations: 2}}\n")
     with pytest.raises(RulesError, match="resolve_after"):
         load_rules(overrides=site)
+
+
+def test_a_replayed_record_is_not_a_new_evaluation() -> None:
+    """The worker re-reads events after a crash (at-least-once): a record already held must change
+    nothing, or it would count toward `resolve_after.evaluations` and resolve the alert early (the
+    SIGKILL fault test saw NS-T90 resolve and re-open where the offline evaluator did not)."""
+    from datetime import UTC, datetime, timedelta
+
+    from processors.rules.evaluator import step
+    from processors.rules.history import PatientHistory
+    from processors.rules.loader import load_rules
+    from schemas import SpirometrySession
+
+    rules, history = load_rules(), PatientHistory("P-REPLAY")
+    t0 = datetime(2026, 6, 1, 9, tzinfo=UTC)
+
+    def session(days: int, pct: float) -> SpirometrySession:
+        return SpirometrySession(patient_id="P-REPLAY", taken_at=t0 + timedelta(days=days), fvc_l=2.0,
+                                 fvc_pct_pred=pct)
+
+    assert [(f.rule_id, f.state) for f in step(history, session(0, 38.0), rules)] == [("NS-FVC50", "open")]
+    assert step(history, session(30, 60.0), rules) == []  # clear once: the dwell (2 evaluations) runs
+    state = history.to_json()
+    assert step(history, session(30, 60.0), rules) == []  # the same record again
+    assert history.to_json() == state, "a replay changed the history"
+    assert [(f.rule_id, f.state) for f in step(history, session(60, 60.0), rules)] == [("NS-FVC50", "resolved")]

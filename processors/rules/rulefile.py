@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
-from processors.rules.expr import BOOL, LIST, NUM, STR
+from processors.rules.expr.types import param_kind
 from processors.rules.history import KEEP_MAX_PER_KIND, STORES
 from schemas.carestate import CARE_STATES
 from schemas.findings import CATEGORIES, SEVERITIES
@@ -134,19 +134,6 @@ def _path(parts: Sequence[str | int]) -> str | None:
 
 
 # ------------------------------------------------------------------------------------ values
-def param_kind(value: Any) -> str:
-    """The expression type of a param value, or "invalid"."""
-    if isinstance(value, bool):
-        return BOOL
-    if isinstance(value, (int, float)):
-        return NUM
-    if isinstance(value, str):
-        return STR
-    if isinstance(value, list) and all(isinstance(i, (int, float, str)) and not isinstance(i, bool) for i in value):
-        return LIST
-    return "invalid"
-
-
 def _params(params: dict[Any, Any]) -> dict[str, Any]:
     for name, value in params.items():
         if not isinstance(name, str) or not NAME_RE.match(name):

@@ -1,24 +1,13 @@
 """Hypercapnia on the real stack (issue 12): a blood gas CSV and an overnight TcCO2 CSV uploaded like a
 device, parsed by ingest, stored by the worker in their tables and raising the NIV_START findings."""
 
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from tests.integration.conftest import Pipeline
-
-
-def wait_until(check: Callable[[], object], timeout_s: float = 60, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+from tests.integration.test_walking_skeleton import wait_until
 
 
 def days_ago(days: int, hour: int) -> datetime:

@@ -9,7 +9,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -20,19 +20,10 @@ from kafka import KafkaProducer
 
 from respmon.core.settings import get_settings
 from tests.integration.conftest import dead_letters
+from tests.integration.test_walking_skeleton import wait_until
 from tests.security.conftest import SecuredPipeline
 
 FUTURE = "2099-06-01T09:00:00+00:00"
-
-
-def wait_for(check: Callable[[], object], timeout_s: float, what: str) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def session(patient: str, taken_at: str, fvc_pct: float) -> dict[str, object]:
@@ -80,13 +71,13 @@ def test_a_session_from_the_future_is_dead_lettered_and_decides_nothing(secured:
 
         # an open alert, then a normal session from 2099: the alert must stay open
         upload(secured, tokens[opened], opened, days_ago(3), 45.0)
-        wait_for(lambda: alert(opened) == [("open",)], 60, "NS-FVC50 opened")
+        wait_until(lambda: alert(opened) == [("open",)], 60, "NS-FVC50 opened")
         # and a 2099 session before any real one: the real 38 % session must still raise the alert
         future_ids = produce(secured, [session(opened, FUTURE, 80.0), session(masked, FUTURE, 80.0)])
         upload(secured, tokens[opened], opened, days_ago(2), 38.0)
         upload(secured, tokens[masked], masked, days_ago(1), 38.0)
-        wait_for(lambda: sessions(opened) == 2 and sessions(masked) == 1, 60, "the real sessions stored")
-        wait_for(lambda: alert(masked) == [("open",)], 30, "NS-FVC50 raised by the real session")
+        wait_until(lambda: sessions(opened) == 2 and sessions(masked) == 1, 60, "the real sessions stored")
+        wait_until(lambda: alert(masked) == [("open",)], 30, "NS-FVC50 raised by the real session")
 
         assert alert(opened) == [("open",)]
         assert db.execute("SELECT count(*) FROM findings WHERE patient_id IN (%s, %s) AND state = 'resolved'",
@@ -137,7 +128,7 @@ def test_a_patient_with_thousands_of_sessions_does_not_stall_the_worker(secured:
                for n in range(count)]
     with psycopg.connect(secured.db_url, autocommit=True) as db, health_latencies(secured.worker_url) as times:
         produce(secured, records)
-        wait_for(lambda: db.execute("SELECT count(*) FROM spirometry_sessions WHERE patient_id = %s",
+        wait_until(lambda: db.execute("SELECT count(*) FROM spirometry_sessions WHERE patient_id = %s",
                                     (patient,)).fetchone()[0] == count, 540, "every session stored")
     assert len(times) >= 20, f"only {len(times)} health checks answered while the sessions were processed"
     assert max(times) < 1.0, f"/healthz took {max(times):.2f} s (of {len(times)} checks)"

@@ -41,7 +41,20 @@ from processors.rules.expr.nodes import (
     SeriesNode,
     SeriesNot,
 )
-from processors.rules.expr.types import ANY, BOOL, DEV, KIND, LIST, NUM, SLOPE, STR, SeriesT, is_scalar, type_name
+from processors.rules.expr.types import (
+    ANY,
+    BOOL,
+    DEV,
+    KIND,
+    LIST,
+    NUM,
+    SLOPE,
+    STR,
+    SeriesT,
+    is_scalar,
+    param_kind,
+    type_name,
+)
 
 __all__ = ["Compiled", "Scope", "compile_expr"]
 
@@ -83,15 +96,10 @@ class Compiled:
 
 
 def _param_type(value: Any) -> Any:
-    if isinstance(value, bool):
-        return BOOL
-    if isinstance(value, (int, float)):
-        return NUM
-    if isinstance(value, str):
-        return STR
-    if isinstance(value, list):
-        return LIST
-    raise ExprError(f"param value {value!r} must be a number, yes/no, text or list")
+    kind = param_kind(value)
+    if kind == "invalid":
+        raise ExprError(f"param value {value!r} must be a number, yes/no, text or list")
+    return kind
 
 
 class _Compiler:

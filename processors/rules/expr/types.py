@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ANY", "BOOL", "DEV", "KIND", "LIST", "NUM", "SLOPE", "STR", "SeriesT", "is_scalar", "type_name"]
+__all__ = [
+    "ANY", "BOOL", "DEV", "KIND", "LIST", "NUM", "SLOPE", "STR", "SeriesT", "is_scalar", "param_kind", "type_name",
+]
 
 NUM, BOOL, STR, ANY = "number", "yes/no", "text", "any"
 LIST, KIND, SLOPE, DEV = "list", "record kind", "slope result", "deviation result"
@@ -32,3 +34,17 @@ def type_name(t: Any) -> str:
 
 def is_scalar(t: Any) -> bool:
     return t in (NUM, BOOL, STR, ANY)
+
+
+def param_kind(value: Any) -> str:
+    """The expression type of a rule param's value, or "invalid": the rules file checks params with it
+    and the compiler types a `params.x` reference with it."""
+    if isinstance(value, bool):
+        return BOOL
+    if isinstance(value, (int, float)):
+        return NUM
+    if isinstance(value, str):
+        return STR
+    if isinstance(value, list) and all(isinstance(i, (int, float, str)) and not isinstance(i, bool) for i in value):
+        return LIST
+    return "invalid"

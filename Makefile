@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint stack-start stack-stop stack-status clean
+.PHONY: install browser demo test lint stack-start stack-stop stack-status clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -11,7 +11,17 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-install: $(BIN)/.installed
+WEB_ASSETS := respmon/web/static/vendor/VERSIONS
+
+# htmx and uPlot from the npm registry at the pinned versions, served by the team service itself
+$(WEB_ASSETS): respmon/web/package.json respmon/web/package-lock.json infra/web-assets.sh
+	infra/web-assets.sh
+
+install: $(BIN)/.installed $(WEB_ASSETS)
+
+# Debian's Chromium and chromedriver (browser tests, PDF reports), installed when missing
+browser:
+	infra/browser.sh
 
 stack-start: install
 	infra/stack.sh start
@@ -31,9 +41,9 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean: stack-stop
 	infra/stack.sh clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) respmon/web/node_modules respmon/web/static/vendor

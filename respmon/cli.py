@@ -64,7 +64,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts_api(args: argparse.Namespace) -> int:
-    from alerts.api import create_app
+    from respmon.web.app import create_app  # the team API and the web view, one process
 
     settings = get_settings()
     return _refused("alerts-api", settings) or _serve(create_app, settings.alerts_api_host, settings.alerts_api_port)
@@ -232,7 +232,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "topics": (cmd_topics, "create the Kafka topics (safe to run twice)"),
     "ingest": (cmd_ingest, "run the ingest HTTP service"),
     "worker": (cmd_worker, "run the stream worker (faust) with the alert dispatcher"),
-    "alerts-api": (cmd_alerts_api, "run the team's alerts HTTP API"),
+    "alerts-api": (cmd_alerts_api, "run the team service: alerts JSON API and the web view"),
     "demo": (cmd_demo, "replay a small synthetic cohort through the running stack and print the alerts"),
 }
 

@@ -1,0 +1,9 @@
+"""(being written: issue 15)"""
+
+from fastapi import APIRouter
+
+from respmon.web.context import Web
+
+
+def report_routes(web: Web) -> APIRouter:
+    return APIRouter()

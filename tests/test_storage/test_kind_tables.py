@@ -11,7 +11,7 @@ import pytest
 
 from processors import store
 from processors.metrics.kinds import METRICS
-from respmon import queries
+from respmon.queries import records as queries
 from respmon.core import timescale
 from schemas.kinds import RECORD_KINDS, Kind
 from tests.test_storage.helpers import alsfrs, envelope, night_start, niv, oximetry, run, spirometry

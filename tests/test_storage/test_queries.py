@@ -1,4 +1,4 @@
-"""respmon/queries.py and the daily summary, on data written through processors/store.py."""
+"""respmon/queries/records.py and the daily summary, on data written through processors/store.py."""
 
 import asyncio
 import uuid

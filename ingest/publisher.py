@@ -3,7 +3,7 @@
 from kafka import KafkaProducer
 
 from respmon.core.settings import Settings
-from schemas import Envelope
+from schemas import Envelope, encode_envelope
 
 
 class Publisher:
@@ -24,12 +24,13 @@ class Publisher:
         )
 
     def publish(self, envelopes: list[Envelope]) -> None:
-        """Send and wait for every acknowledgement: the HTTP answer promises the records are durable."""
+        """Send and wait for every acknowledgement: the HTTP answer promises the records are durable.
+        Each message is the binary envelope (`schemas.wire`: series as int16 bytes, not JSON lists)."""
         futures = [
             self._producer.send(
                 self._settings.measurements_topic,
                 key=env.patient_id.encode(),
-                value=env.model_dump_json().encode(),
+                value=encode_envelope(env),
             )
             for env in envelopes
         ]

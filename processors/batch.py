@@ -4,6 +4,7 @@ transaction and writes the histories to the table only once it is stored, so a b
 (event by event, after a refusal) starts from the table's state."""
 
 import asyncio
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from processors.rules.evaluator import change_care_state, step, tick
 from processors.rules.history import PatientHistory, future_field
 from processors.rules.loader import RuleSet
-from schemas import CareStateChange, Envelope, Finding, Tick
+from schemas import CareStateChange, Envelope, Finding, Tick, WireError, decode_envelope
 
 StoredHistory = Callable[[str], bytes | None]
 """A patient's history as the worker's table holds it (compact JSON bytes), None when it has none."""
@@ -65,11 +66,25 @@ def envelopes(events: list[EventT]) -> list[Envelope]:
     """The envelopes among `events` (for upload ids in a log line; what does not parse is skipped)."""
     out = []
     for event in events:
+        raw = raw_value(event)
+        if is_tick(event) or is_care_state(event):
+            continue
         try:
-            out.append(Envelope.model_validate_json(raw_value(event)))
-        except (ValidationError, ValueError):
+            out.append(decode_envelope(raw))
+        except (ValidationError, ValueError):  # WireError is a ValueError
             continue
     return out
+
+
+def readable_payload(raw: bytes) -> str:
+    """A message as text for its dead letter: JSON as it came, a binary envelope as its JSON, and bytes
+    that decode to nothing as base64 (prefixed `base64:`), so the team can always read or restore it."""
+    if raw[:1] == b"{":
+        return raw.decode("utf-8", "replace")
+    try:
+        return decode_envelope(raw).model_dump_json()
+    except (ValidationError, ValueError):
+        return "base64:" + base64.b64encode(raw).decode()
 
 
 def is_tick(event: EventT) -> bool:
@@ -83,14 +98,17 @@ def is_care_state(event: EventT) -> bool:
 
 
 async def evaluate_all(events: list[EventT], stored: StoredHistory, rules: RuleSet,
-                       max_clock_skew_s: float) -> Batch:
+                       max_clock_skew_s: float, focus: Callable[[EventT], None] | None = None) -> Batch:
     """Evaluate the events in order, giving the event loop a turn after each: a batch of events of a
     patient with a long history takes seconds, and /healthz, /readyz, /metrics, the dispatcher and the
     Kafka heartbeats must not wait for all of it. Safe: only the agent changes the batch and the
-    histories, and it waits here; the timers and web pages only read the table."""
+    histories, and it waits here; the timers and web pages only read the table. `focus` is called with
+    each event before it is evaluated (the worker makes it the stream's current event)."""
     batch = Batch(stored)
     latest = datetime.now(UTC) + timedelta(seconds=max_clock_skew_s)
     for event in events:
+        if focus is not None:
+            focus(event)
         try:
             evaluate(batch, event, rules, latest)
         except Exception as error:  # pure code: the same event fails the same way again
@@ -110,10 +128,13 @@ def evaluate(batch: Batch, event: EventT, rules: RuleSet, latest: datetime) -> N
         _care_state(batch, event, rules, latest)
         return
     try:
-        env = Envelope.model_validate_json(raw_value(event))
+        env = decode_envelope(raw_value(event))  # the binary envelope, or the JSON of the previous release
     except ValidationError as error:
         where = ".".join(map(str, error.errors()[0]["loc"]))
         batch.rejected.append((event, f"invalid envelope: {error.error_count()} error(s), first at {where}"))
+        return
+    except WireError as error:
+        batch.rejected.append((event, f"invalid envelope: {error}"))
         return
     future = future_field(env, latest)
     if future is not None:

@@ -24,11 +24,11 @@ from psycopg.types.json import Jsonb
 
 from processors.metrics import oximetry as oxi_metrics
 from processors.metrics.kinds import METRICS
-from processors.metrics.once import once
 from respmon.core import timescale
 from respmon.core.signals import CODEC, encode_signal, minute_aggregates
 from schemas import Envelope, Finding, OximetryNight
 from schemas.kinds import RECORD_KINDS, Kind, kind_of
+from schemas.samples import series_array
 
 # --- rows of each record kind ----------------------------------------------------------------
 
@@ -57,13 +57,13 @@ _COLUMNS = {kind: table_columns(kind) for kind in RECORD_KINDS}
 
 def signal_row(record: OximetryNight, upload_id: str | None) -> dict[str, Any]:
     """The `oximetry_signals` row of a night: raw samples and per-minute arrays."""
-    spo2, pulse = once(oxi_metrics.samples, record)  # the arrays the night's metrics were computed on
+    spo2, pulse = oxi_metrics.samples(record)  # the record's own arrays, as the metrics read them
     s, p = minute_aggregates(spo2, record.interval_s), minute_aggregates(pulse, record.interval_s)
     return {
         "patient_id": record.patient_id, "start_at": record.start, "source": record.source,
         "interval_s": record.interval_s, "n_samples": len(record.spo2), "codec": CODEC,
         "spo2": encode_signal(spo2), "pulse": encode_signal(pulse),
-        "motion": None if record.motion is None else encode_signal(record.motion),
+        "motion": None if record.motion is None else encode_signal(series_array(record.motion)),
         "spo2_min_1m": int_array(s["min"]), "spo2_mean_1m": int_array(s["mean"]),
         "spo2_max_1m": int_array(s["max"]), "pulse_mean_1m": int_array(p["mean"]), "upload_id": upload_id,
     }

@@ -15,6 +15,7 @@ from schemas.findings import Finding, Severity
 from schemas.niv import NivNight
 from schemas.oximetry import OximetryNight
 from schemas.spirometry import SpirometrySession
+from schemas.wire import WireError, decode_envelope, encode_envelope
 
 __all__ = [
     "AlsfrsR",
@@ -29,4 +30,7 @@ __all__ = [
     "Severity",
     "SpirometrySession",
     "Tick",
+    "WireError",
+    "decode_envelope",
+    "encode_envelope",
 ]

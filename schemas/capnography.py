@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from schemas.base import Instant, Number, PatientId, Record
-from schemas.oximetry import Sample
+from schemas.samples import SampleSeries
 
 TCPCO2_PLAUSIBLE = (10.0, 150.0)
 """Inclusive range of a TcCO2 reading (mmHg) the metrics use; 0, device codes or a file written in kPa
@@ -22,9 +22,9 @@ class CapnographyNight(Record):
     patient_id: PatientId
     start: Instant
     interval_s: Number = Field(gt=0, le=60)
-    tcpco2: list[Sample | None] = Field(max_length=200_000)
-    spo2: list[Sample | None] | None = None
-    pulse: list[Sample | None] | None = None
+    tcpco2: SampleSeries
+    spo2: SampleSeries | None = None
+    pulse: SampleSeries | None = None
     source: str = Field(default="device", min_length=1, max_length=64)
     device_model: str | None = None
 

@@ -2,20 +2,21 @@
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictFloat, StrictInt, model_validator
+from pydantic import Field, StrictFloat, model_validator
 
 from schemas.base import Instant, Number, PatientId, Record
+from schemas.samples import MotionSeries, SampleSeries
 
 Sample = Annotated[StrictFloat, Field(ge=0, le=3276.7)]
-MotionSample = Annotated[StrictInt, Field(ge=0, le=3276)]
-"""Samples are checked in pydantic's core (a night is 28,800 of them, too many for a Python validator):
-strict types refuse booleans and strings, ints stay valid. Device codes (127, 255) stay allowed, the
-metrics judge them; the range is what the worker's signal codec can store (0-3276.7), so a record
-that passes here never fails its insert."""
+"""One sample as a list element (the series themselves are `schemas.samples.Samples` arrays): strict types
+refuse booleans and strings, ints stay valid. Device codes (127, 255) stay allowed, the metrics judge them;
+the range is what the worker's signal codec can store (0-3276.7), so a record that passes here never
+fails its insert."""
 
 
 class OximetryNight(Record):
-    """Samples at a fixed interval from `start`; `None` marks no reading (finger off, dropout).
+    """Samples at a fixed interval from `start`; `None` marks no reading (finger off, dropout). The series
+    are numpy arrays (`schemas.samples.Samples`, NaN = None) that still read as lists.
 
     Values are kept as recorded (0, 127 or 255 codes are turned into None by the parsers);
     artefact removal and validity belong to the metrics, so the raw night can be re-scored.
@@ -28,9 +29,9 @@ class OximetryNight(Record):
     patient_id: PatientId
     start: Instant
     interval_s: Number = Field(gt=0, le=60)
-    spo2: list[Sample | None] = Field(max_length=200_000)
-    pulse: list[Sample | None] = Field(max_length=200_000)
-    motion: list[MotionSample] | None = None
+    spo2: SampleSeries
+    pulse: SampleSeries
+    motion: MotionSeries | None = None
     source: str = Field(default="device", min_length=1, max_length=64)
     device_model: str | None = None
     supplemental_o2: bool | None = None

@@ -192,7 +192,7 @@ def _read_standard(text: str, ctx: Context) -> dict[str, Any] | None:
     return {
         "start": start.replace(tzinfo=ctx.tz),
         **values,
-        "motion": motion.astype(int).tolist() if no_gap and (motion <= MAX_MOTION).all() else None,  # NaN fails too
+        "motion": motion if no_gap and (motion <= MAX_MOTION).all() else None,  # NaN fails too
     }
 
 

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 import numpy as np
 
 from schemas.capnography import TCPCO2_PLAUSIBLE, CapnographyNight
+from schemas.samples import series_array
 
 __all__ = [
     "BASELINE_MIN_VALID_S",
@@ -106,7 +107,7 @@ def _baseline(tc: np.ndarray, valid: np.ndarray, dt: float) -> float | None:
 def _mean_spo2(night: CapnographyNight) -> float | None:
     if night.spo2 is None:
         return None
-    s = np.array(night.spo2, dtype=float)
+    s = series_array(night.spo2)
     ok = _valid(s, SPO2_RANGE)
     return float(s[ok].mean()) if ok.any() else None
 
@@ -120,7 +121,7 @@ def _reason(n_valid: int, valid_min: float) -> str:
 def night_metrics(night: CapnographyNight) -> CapnographyMetrics:
     """Metrics of one TcCO2 night (definitions: ``DEFINITIONS.md`` section 5)."""
     dt = float(night.interval_s)
-    tc = np.array(night.tcpco2, dtype=float)  # None -> NaN
+    tc = series_array(night.tcpco2)  # NaN = no reading
     valid = _valid(tc, TCPCO2_RANGE)
     n_valid = int(np.count_nonzero(valid))
     per_sample = dt / 60.0

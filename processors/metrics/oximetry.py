@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from processors.metrics.once import once
 from schemas.oximetry import OximetryNight
+from schemas.samples import series_array
 
 __all__ = [
     "BASELINE_MIN_VALID_S",
@@ -363,13 +363,9 @@ def _desaturation_events(
 
 
 def samples(night: OximetryNight) -> tuple[np.ndarray, np.ndarray]:
-    """SpO2 and pulse as read-only float arrays, NaN for None. The worker's store needs the same
-    arrays for the signal row: through `once` the lists are converted once per record."""
-    spo2 = np.array(night.spo2, dtype=float)  # None -> NaN
-    pulse = np.array(night.pulse, dtype=float)
-    spo2.flags.writeable = False
-    pulse.flags.writeable = False
-    return spo2, pulse
+    """SpO2 and pulse as the record holds them: read-only float64 arrays, NaN for no reading (no
+    conversion, no copy: the record's series are arrays, `schemas.samples`)."""
+    return series_array(night.spo2), series_array(night.pulse)
 
 
 def night_metrics(
@@ -377,7 +373,7 @@ def night_metrics(
 ) -> OximetryMetrics:
     """Compute the metrics of one oximetry night (definitions: ``DEFINITIONS.md``).
 
-    The record's lists are converted to numpy on the first call for a record (`samples`).
+    The record's series are numpy arrays already (`samples`): nothing is converted.
 
     :param night: canonical night; ``None`` samples are dropouts.
     :param min_valid_hours: VRT needed for ``valid`` (4 h for trend use; CMS uses 2 h).
@@ -385,9 +381,9 @@ def night_metrics(
         exceeds it are artefacts. Default: motion is ignored.
     """
     dt = float(night.interval_s)
-    n = len(night.spo2)
-    s, p = once(samples, night)
-    valid = _valid_mask(s, p, night.motion, motion_limit)
+    s, p = samples(night)
+    n = s.size
+    valid = _valid_mask(s, p, None if night.motion is None else series_array(night.motion), motion_limit)
     valid_before = _running_sum(valid, np.int32)  # exact: n <= 200,000
     n_valid = int(valid_before[-1])
     recording_min = n * dt / 60.0

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 TESTS = Path(__file__).resolve().parents[1]
 DATA = TESTS / "data"
 SYN = DATA / "synthetic"
@@ -56,3 +58,13 @@ def break_row(rows: list[str], at: int, kind: str) -> None:
         rows[at] += "\r"
     else:
         raise ValueError(f"unknown row break {kind!r}")
+
+
+def as_lists(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A vectorised reader's record values with its series (arrays, NaN = no reading) as the row
+    reader's lists, so both readers can be compared value by value."""
+    from schemas.samples import Samples
+
+    if values is None:
+        return None
+    return {k: Samples(v).tolist() if isinstance(v, np.ndarray) else v for k, v in values.items()}

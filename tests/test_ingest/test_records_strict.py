@@ -36,11 +36,12 @@ NUMERIC = [(model, name) for model, values in VALID.items() for name in values
 
 
 def _numeric_fields(model: type[BaseModel]) -> set[str]:
-    """Fields whose type mentions float or int (bool fields such as `on_niv` excluded)."""
+    """Fields whose type mentions float or int, or is a sample series (`schemas.samples.Samples`, numbers
+    only); bool fields such as `on_niv` excluded."""
     found = set()
     for name, info in model.model_fields.items():
         text = repr(info.annotation) + repr(typing.get_args(info.annotation))
-        if ("float" in text or "int" in text) and "Literal" not in text:
+        if ("float" in text or "int" in text or "Samples" in text) and "Literal" not in text:
             found.add(name)
     return found
 

@@ -1,7 +1,7 @@
 """A synthetic ALS cohort written straight into the store tables, for the web view's tests, browser tests
 and benchmark (`bench/web_view.py`: 1,000 patients over 2 years).
 
-Each patient declines at their own rate: FVC % predicted falls from ~90 % by 1-4 points a month (weekly
+Each patient declines at their own rate: FVC % predicted falls from 55-95 % at enrolment by 1-4 points a month (weekly
 home spirometry, sitting; a supine session monthly), ALSFRS-R falls ~1 point a month (monthly forms),
 nightly oximetry worsens as FVC falls (with per-minute arrays and raw samples for the last nights), and NIV
 starts once FVC is below 60 % with usage rising toward 8-12 h. Alerts are the rules' own (id, category,
@@ -42,9 +42,10 @@ class Cohort:
 
 
 def _fvc_series(rng: np.random.Generator, days: int, rate: float) -> np.ndarray:
-    """FVC % predicted per day: from ~90 % down `rate` points a month, with test-to-test noise."""
+    """FVC % predicted per day: from where the patient was at enrolment (55-95 %: people join at every
+    stage) down `rate` points a month, with test-to-test noise."""
     t = np.arange(days)
-    return np.clip(88 + rng.normal(0, 2) - rate * t / 30.44 + rng.normal(0, 2.0, days), 15, 120)
+    return np.clip(rng.uniform(55, 95) - rate * t / 30.44 + rng.normal(0, 2.0, days), 15, 120)
 
 
 def _spirometry_rows(pid: str, start: date, fvc: np.ndarray) -> Iterable[tuple[Any, ...]]:

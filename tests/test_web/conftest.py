@@ -36,7 +36,7 @@ def web_world(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         url = env["RESPMON_DATABASE_URL"]
         with psycopg.connect(url, autocommit=True) as conn:
             north = seed(conn, 12, 400, team=NORTH, prefix="NORTH", seed_value=11)
-            south = seed(conn, 6, 400, team=SOUTH, prefix="SOUTH", seed_value=12)
+            south = seed(conn, 6, 400, team=SOUTH, prefix="SOUTH", seed_value=16)
             for member, team, role in (("nurse-north", NORTH, "clinician"), ("viewer-north", NORTH, "viewer"),
                                        ("nurse-south", SOUTH, "clinician"), ("admin-north", NORTH, "admin")):
                 add_member(conn, member, team, role, "tests")  # type: ignore[arg-type]

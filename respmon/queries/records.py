@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from respmon.core.signals import decode_signal
 from schemas.kinds import RECORD_KINDS, Kind, kind_named
@@ -145,7 +145,7 @@ def cohort_latest(conn: psycopg.Connection, patient_ids: list[str] | None = None
     upload from the patient's devices) and `open_alerts` (open or acknowledged). Missing values are
     None; a patient with no data at all still gets a row."""
     if patient_ids is None:
-        patient_ids = [r[0] for r in conn.execute(_ALL_PATIENTS_SQL).fetchall()]
+        patient_ids = [r[0] for r in conn.cursor(row_factory=tuple_row).execute(_ALL_PATIENTS_SQL).fetchall()]
     if not patient_ids:
         return []
     with conn.cursor(row_factory=dict_row) as cur:
@@ -156,7 +156,7 @@ def oximetry_signal(conn: psycopg.Connection, patient_id: str, start_at: datetim
                     source: str | None = None) -> dict[str, Any] | None:
     """One night's raw samples: `{"start_at", "source", "interval_s", "spo2", "pulse", "motion"}` with
     float numpy arrays (NaN = no reading; motion None if not recorded). None if not stored."""
-    row = conn.execute(
+    row = conn.cursor(row_factory=tuple_row).execute(  # whatever rows the caller's connection makes
         "SELECT start_at, source, interval_s, codec, spo2, pulse, motion FROM oximetry_signals"
         " WHERE patient_id = %s AND start_at = %s AND (%s::text IS NULL OR source = %s)"
         " ORDER BY source LIMIT 1", (patient_id, start_at, source, source)).fetchone()
@@ -173,7 +173,7 @@ def oximetry_minutes(conn: psycopg.Connection, patient_id: str, start: date, end
     """Per-minute SpO2 min/mean/max and pulse mean of every stored night starting in [start, end]
     (UTC days), for charts: one dict per night with `start_at`, `source` and float numpy arrays
     (NaN = no valid sample in that minute), minute i covering [start_at + i min, + 1 min)."""
-    rows = conn.execute(
+    rows = conn.cursor(row_factory=tuple_row).execute(
         "SELECT start_at, source, spo2_min_1m, spo2_mean_1m, spo2_max_1m, pulse_mean_1m FROM oximetry_signals"
         " WHERE patient_id = %s AND start_at >= %s AND start_at < %s ORDER BY start_at, source",
         (patient_id, _utc_midnight(start), _utc_midnight(end + timedelta(days=1)))).fetchall()

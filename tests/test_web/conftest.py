@@ -41,7 +41,7 @@ def web_world(stack: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                                        ("nurse-south", SOUTH, "clinician"), ("admin-north", NORTH, "admin")):
                 add_member(conn, member, team, role, "tests")  # type: ignore[arg-type]
                 set_password(conn, member, PASSWORD)
-        yield WebWorld(url, Settings(database_url=url), north, south)
+        yield WebWorld(url, Settings(database_url=url, topic_prefix=env["RESPMON_TOPIC_PREFIX"]), north, south)
 
 
 @pytest.fixture(scope="session")

@@ -362,6 +362,48 @@ def _desaturation_events(
     return len(trig), int(np.count_nonzero(deep))
 
 
+@dataclass(frozen=True)
+class DesaturationEvent:
+    """One counted ODI3 event (respmon-odi/1): sample offsets [start, end), its nadir and frozen baseline."""
+
+    start: int
+    end: int
+    nadir: float
+    baseline: float
+
+
+def desaturation_events(spo2: np.ndarray, pulse: np.ndarray, interval_s: float) -> list[DesaturationEvent]:
+    """Where the night's ODI3 events are (the night view marks them): `night_metrics` only counts them.
+    The same steps (validity, segments, baseline, candidates, event walk) on the float path, which is bit for
+    bit the whole-per-cent one; the count equals `night_metrics(...).odi3_events` (tested). Motion ignored,
+    as `night_metrics` does by default."""
+    s, p = np.asarray(spo2, dtype=float), np.asarray(pulse, dtype=float)
+    valid = _valid_mask(s, p, None, None)
+    if not valid.any():
+        return []
+    valid_before = _running_sum(valid, np.int32)
+    max_gap = math.floor(RUN_GAP_BRIDGE_S / interval_s + _EPS)
+    seg_first, seg_last = _segments(valid, max_gap)
+    win = round(BASELINE_WINDOW_S / interval_s)
+    w_sum = _window_sum(_running_sum(np.where(valid, s, 0.0), np.float64), win)
+    w_cnt = _window_sum(valid_before, win)
+    ok = valid & (w_cnt >= math.ceil(BASELINE_MIN_VALID_S / interval_s - _EPS))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        baseline = w_sum / w_cnt
+        cands = np.flatnonzero(ok & (baseline - s >= 3.0 - _EPS))
+    if cands.size == 0:
+        return []
+    back = math.floor(EVENT_MAX_S / interval_s + _EPS)
+    pad = _search_pad(s, valid, None, back)
+    runs = _candidate_runs(cands, baseline, pad, seg_first, seg_last, back)
+    trig, starts, ends = _walk_events(runs, pad, baseline, valid, back, interval_s)
+    if not trig:
+        return []
+    nadirs = _nadirs(pad, valid, back, starts, ends)
+    return [DesaturationEvent(a, b, float(n), float(baseline[t]))
+            for a, b, n, t in zip(starts, ends, nadirs, trig, strict=True)]
+
+
 def samples(night: OximetryNight) -> tuple[np.ndarray, np.ndarray]:
     """SpO2 and pulse as the record holds them: read-only float64 arrays, NaN for no reading (no
     conversion, no copy: the record's series are arrays, `schemas.samples`)."""

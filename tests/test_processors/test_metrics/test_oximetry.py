@@ -555,3 +555,30 @@ def test_all_metrics_match_naive_reference(case: tuple[OximetryNight, int | None
         assert m.t88_pct == pytest.approx(100 * ref["t88_min"] / ref["vrt_min"], rel=1e-12)
         assert m.odi3 == pytest.approx(m.odi3_events / (ref["vrt_min"] / 60), rel=1e-12)
         assert m.odi4 == pytest.approx(m.odi4_events / (ref["vrt_min"] / 60), rel=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([None, 84.0, 88.0, 91.0, 93.0, 95.0, 96.0]), min_size=200, max_size=1500),
+       st.sampled_from([1.0, 2.0, 4.0]))
+def test_event_positions_agree_with_the_counted_events(values: list[float | None], interval_s: float) -> None:
+    """The night view marks `desaturation_events`; their number is night_metrics' ODI3 count, each event
+    lies within the night and its nadir is >= 3 points below its frozen baseline."""
+    from processors.metrics.oximetry import desaturation_events
+
+    night = make_night(values, interval_s=interval_s)
+    spo2 = np.array([np.nan if v is None else v for v in values])
+    events = desaturation_events(spo2, np.where(np.isnan(spo2), np.nan, 70.0), interval_s)
+    assert len(events) == night_metrics(night).odi3_events
+    for event in events:
+        assert 0 <= event.start < event.end <= len(values)
+        assert event.nadir <= event.baseline - 3.0 + 1e-9
+
+
+def test_thirty_dips_are_placed_where_they_are() -> None:
+    from processors.metrics.oximetry import desaturation_events
+
+    starts = [600 + i * 900 for i in range(30)]
+    spo2 = np.array(with_dips(8 * 3600, starts, 30, 5.0), dtype=float)
+    events = desaturation_events(spo2, np.full(spo2.size, 70.0), 1.0)
+    assert len(events) == 30
+    assert all(abs(event.start - start) <= 2 for event, start in zip(events, starts, strict=True))

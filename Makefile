@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install browser demo test lint stack-start stack-stop stack-status clean
+.PHONY: install browser fhir-validator demo test lint stack-start stack-stop stack-status clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,14 @@ $(WEB_ASSETS): respmon/web/package.json respmon/web/package-lock.json infra/web-
 	infra/web-assets.sh
 
 install: $(BIN)/.installed $(WEB_ASSETS)
+
+# the HAPI FHIR R4 validator (jars from Maven Central, cached under .stack/fhir-validator) for tests/test_fhir
+FHIR_VALIDATOR := .stack/fhir-validator/classes/Validate.class
+
+$(FHIR_VALIDATOR): infra/fhir-validator/pom.xml infra/fhir-validator/Validate.java infra/fhir-validator.sh
+	infra/fhir-validator.sh
+
+fhir-validator: $(FHIR_VALIDATOR)
 
 # Debian's Chromium and chromedriver (browser tests, PDF reports), installed when missing
 browser:
@@ -41,7 +49,7 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint browser
+test: lint browser fhir-validator
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean: stack-stop

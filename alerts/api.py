@@ -219,4 +219,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(care_state_routes(pool, settings, member))  # POST /v1/patients/{id}/care-state
     add_probes(app, pool, settings)
     app.state.pool = pool  # the web view (respmon/web) mounts its pages on this app and reads through it
+    app.state.member = member  # the credential check, for routes mounted on this app (respmon/fhir)
     return app

@@ -96,7 +96,7 @@ def _night_rows(pid: str, start: date, fvc: np.ndarray, niv_from: int | None, rn
 
 def _alsfrs_rows(pid: str, start: date, days: int, rate: float, rng: np.random.Generator) -> Iterable[tuple[Any, ...]]:
     for d in range(0, days, 30):
-        lost = int(round(rate * d / 30.44 + rng.normal(0, 0.5)))
+        lost = round(rate * d / 30.44 + rng.normal(0, 0.5))
         items = [4] * 12
         for i in range(max(0, min(lost, 40))):  # bulbar and respiratory items go last but do go
             items[(i * 5) % 12] = max(0, items[(i * 5) % 12] - 1)

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from alerts.api import create_app as create_team_api
 from alerts.sessions import COOKIE, login, logout
 from respmon.core.settings import Settings, get_settings
+from respmon.fhir.api import fhir_routes
 from respmon.web.auth import CsrfRefused, LoginRequired, Person, csrf_dependency, person_dependency
 from respmon.web.context import Web
 from respmon.web.inbox import inbox_routes
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     person = person_dependency(pool, settings)
     web = Web(pool, settings, person, csrf_dependency(person))
     app.state.web = web
+    app.include_router(fhir_routes(pool, settings, app.state.member))  # /fhir/r4/... (read-only FHIR R4)
     handle_errors(app)
     session_pages(app, web)
     for routes in page_routers():

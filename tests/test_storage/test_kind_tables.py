@@ -11,8 +11,8 @@ import pytest
 
 from processors import store
 from processors.metrics.kinds import METRICS
-from respmon.queries import records as queries
 from respmon.core import timescale
+from respmon.queries import records as queries
 from schemas.kinds import RECORD_KINDS, Kind
 from tests.test_storage.helpers import alsfrs, envelope, night_start, niv, oximetry, run, spirometry
 

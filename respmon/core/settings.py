@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # this many wrong passwords in a row lock a member id for login_lockout_s, doubled at each new lockout
     login_max_failures: int = Field(default=5, ge=1, le=100)
     login_lockout_s: float = Field(default=60.0, gt=0, le=86400)
+    # the web view's PDF report: Debian's headless Chromium prints the report page (missing: the page says so)
+    chromium_path: Path = Path("/usr/bin/chromium")
+    # a print that takes longer is abandoned (the page answers 503)
+    pdf_timeout_s: float = Field(default=30.0, gt=0, le=300)
 
     # production refuses the development defaults (webhook secret, database password) and empty secrets
     env: Literal["development", "production"] = "development"

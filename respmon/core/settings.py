@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     chromium_path: Path = Path("/usr/bin/chromium")
     # a print that takes longer is abandoned (the page answers 503)
     pdf_timeout_s: float = Field(default=30.0, gt=0, le=300)
+    # the inbox reads alerts live at every view; what ranks the patients without one (FVC trend, last data
+    # day: they change when a night arrives) is reused this long per patient (0: read at every view)
+    inbox_rank_keep_s: float = Field(default=300.0, ge=0, le=3600)
 
     # production refuses the development defaults (webhook secret, database password) and empty secrets
     env: Literal["development", "production"] = "development"

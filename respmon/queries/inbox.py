@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from time import monotonic as time_monotonic
 from typing import Any, Literal, LiteralString
 
 import numpy as np
@@ -193,7 +194,7 @@ WITH mine AS (
 _COLUMNS: LiteralString = """
 SELECT m.patient_id, m.teams, al.alerts, sp.x AS spiro_x, sp.pct AS spiro_pct,
        GREATEST(sp.last_day, ld.last_day) AS last_data"""
-_JOINS: LiteralString = """
+_ALERTS_JOIN: LiteralString = """
   FROM mine m
   LEFT JOIN LATERAL (
       SELECT json_agg(json_build_object(
@@ -203,7 +204,8 @@ _JOINS: LiteralString = """
                  'open_rules', (SELECT coalesce(json_agg(k ORDER BY k), '[]') FROM jsonb_each(a.rules) e(k, v)
                                  WHERE v->>'state' = 'open'))) AS alerts
         FROM alerts a WHERE a.patient_id = m.patient_id AND a.status <> 'resolved'
-  ) al ON true
+  ) al ON true"""
+_JOINS: LiteralString = _ALERTS_JOIN + """
   LEFT JOIN LATERAL (
       SELECT array_agg(extract(epoch FROM s.taken_at)::float8 / 86400) AS x, array_agg(s.fvc_pct_pred) AS pct,
              max((s.taken_at AT TIME ZONE 'UTC')::date) AS last_day
@@ -232,6 +234,9 @@ _JOINS: LiteralString = """
        WHERE %(full)s OR al.alerts IS NULL
   ) ld ON true"""
 RANK_SQL: LiteralString = _MINE + _COLUMNS + _JOINS
+ALERTS_SQL: LiteralString = _MINE + """
+SELECT m.patient_id, m.teams, al.alerts""" + _ALERTS_JOIN
+"""Every patient of the member and their active alerts, nothing else: read live at every view."""
 """Every patient of the member: what the order and the filters need (alerts; for those without, the FVC
 trend and the days since data; for all with `full`). The spirometry arrays come unsorted (no sort per
 patient; both arrays in the same order)."""
@@ -292,10 +297,60 @@ def _fetch(conn: psycopg.Connection[Any], sql: LiteralString, args: dict[str, An
         return conn.cursor(row_factory=dict_row, binary=True).execute(sql, args).fetchall()
 
 
+@dataclass(frozen=True)
+class _Ranking:
+    """What ranks a patient without an alert: their FVC points, trend and last data day, kept until `until`."""
+
+    until: float
+    spiro_x: list[float]
+    spiro_pct: list[float]
+    last_data: date | None
+    trend: Trend
+
+
+_RANKINGS: dict[tuple[str, date], _Ranking] = {}
+_RANKINGS_MAX = 200_000
+
+
 def rank_rows(conn: psycopg.Connection[Any], member_id: str, today: date, team: str | None = None,
-              full: bool = False) -> list[InboxRow]:
+              full: bool = False, keep_s: float = 0.0) -> list[InboxRow]:
     """Every patient of the member's teams (or of one of them), with what ranks them; with `full`, the days
-    since data of those with alerts too (for the "no data for N days" filter)."""
+    since data of those with alerts too (for the "no data for N days" filter).
+
+    With `keep_s` > 0, alerts are read live at every call but what ranks the others (their FVC trend and last
+    data day, which change only when a night or session arrives) is kept up to `keep_s` seconds per patient
+    in this process: re-reading six months of spirometry for a thousand patients at every view is most of
+    the inbox's time (bench/web_view.py)."""
+    if keep_s <= 0:
+        return _rank_rows_now(conn, member_id, today, team, full)
+    live = _fetch(conn, ALERTS_SQL, _args(member_id, today, team, None, full))
+    need = [r["patient_id"] for r in live if full or not r["alerts"]]
+    now = time_monotonic()
+    missing = [pid for pid in need if (kept := _RANKINGS.get((pid, today))) is None or kept.until < now]
+    if missing:
+        _keep_rankings(conn, member_id, today, missing, now + keep_s)
+    rows = []
+    for r in live:
+        kept = _RANKINGS.get((r["patient_id"], today)) if full or not r["alerts"] else None
+        r.update(spiro_x=kept.spiro_x if kept else None, spiro_pct=kept.spiro_pct if kept else None,
+                 last_data=kept.last_data if kept else None)
+        rows.append(_ranked(r, kept.trend if kept else Trend(), today))
+    return rows
+
+
+def _keep_rankings(conn: psycopg.Connection[Any], member_id: str, today: date, patient_ids: list[str],
+                   until: float) -> None:
+    if len(_RANKINGS) > _RANKINGS_MAX:  # a day's keys for a very large site: start again rather than grow
+        _RANKINGS.clear()
+    raw = _fetch(conn, RANK_SQL, _args(member_id, today, None, patient_ids, True))
+    trends = theil_sen([(r["spiro_x"] or [], r["spiro_pct"] or []) for r in raw], TREND_DAYS)
+    for r, trend in zip(raw, trends, strict=True):
+        _RANKINGS[(r["patient_id"], today)] = _Ranking(until, r["spiro_x"] or [], r["spiro_pct"] or [],
+                                                        r["last_data"], trend)
+
+
+def _rank_rows_now(conn: psycopg.Connection[Any], member_id: str, today: date, team: str | None,
+                   full: bool) -> list[InboxRow]:
     raw = _fetch(conn, RANK_SQL, _args(member_id, today, team, None, full))
     plain = [r for r in raw if not r["alerts"]]  # those with alerts rank by them: their trend waits for their page
     trends = dict(zip((r["patient_id"] for r in plain),
@@ -317,9 +372,10 @@ def detail_rows(conn: psycopg.Connection[Any], member_id: str, today: date, pati
 
 
 def inbox_page(conn: psycopg.Connection[Any], member_id: str, today: date, filters: Filters,
-               page: int = 1) -> InboxPage:
-    """One page of the member's inbox: all their patients ranked and filtered, the page's rows in full."""
-    every = rank_rows(conn, member_id, today, filters.team, full=filters.stale_days is not None)
+               page: int = 1, keep_s: float = 0.0) -> InboxPage:
+    """One page of the member's inbox: all their patients ranked and filtered, the page's rows in full (live);
+    `keep_s`: how long what ranks patients without an alert may be reused (`rank_rows`)."""
+    every = rank_rows(conn, member_id, today, filters.team, full=filters.stale_days is not None, keep_s=keep_s)
     kept = ranked([row for row in every if filters.keeps(row)], today)
     pages = max(1, math.ceil(len(kept) / PER_PAGE))
     page = min(max(1, page), pages)

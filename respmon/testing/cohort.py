@@ -55,7 +55,7 @@ def _spirometry_rows(pid: str, start: date, fvc: np.ndarray) -> Iterable[tuple[A
         yield (pid, at, "home-spirometer", "sitting", round(pct * 0.04, 2), pct, "device", round(pct * 0.033, 2),
                None, round(pct * 0.8, 1), None, round(pct * 0.7, 1), None, False, "A")
         if d % 28 == 0:  # a supine session each month: lower when the diaphragm is weak
-            supine = round(pct - max(0.0, (80 - pct) * 0.3), 1)
+            supine = round(max(10.0, pct - max(0.0, (80 - pct) * 0.3)), 1)
             yield (pid, at + timedelta(minutes=20), "clinic", "supine", round(supine * 0.04, 2), supine, "device",
                    None, round(supine * 0.041, 2), None, None, None, None, False, "B")
 

@@ -116,7 +116,7 @@ def inbox_routes(web: Web) -> APIRouter:
         def read() -> tuple[InboxPage, list[str], View, Filters]:
             with web.pool.connection() as conn:
                 filters, teams = filters_of(conn, who, category, severity, team, stale)
-                found = inbox_page(conn, who.member_id, day, filters, page_no)
+                found = inbox_page(conn, who.member_id, day, filters, page_no, web.settings.inbox_rank_keep_s)
                 shown = [row.patient_id for row in found.rows]
                 with conn.transaction():
                     record(conn, looked(request, who, "inbox"), shown)

@@ -413,3 +413,24 @@ def test_sparkline_is_an_svg_with_a_name() -> None:
     assert len(re.search(r'points="([^"]*)"', svg).group(1).split()) == 3  # type: ignore[union-attr]
     assert "style" not in svg  # the CSP allows no inline style
     assert "—" in str(sparkline([], "T90 %")) and "<polyline" not in str(sparkline([3.0], "x"))
+
+
+def test_kept_rankings_order_as_fresh_ones_and_alerts_stay_live(db: psycopg.Connection[Any]) -> None:
+    """What ranks patients without an alert may be reused for a while (`keep_s`); the order is the same as
+    read fresh, and an alert raised in between shows at once, at the top."""
+    today = date.today()
+    fresh = [row.patient_id for row in queries.inbox_page(db, "nurse-north", today, queries.Filters()).rows]
+    kept = [row.patient_id for row in queries.inbox_page(db, "nurse-north", today, queries.Filters(),
+                                                         keep_s=300).rows]
+    assert kept == fresh
+    last = fresh[-1]
+    raised = new_alert(db, last, "TD-DEP", "urgent", 0.1, "TRACH_DISCUSS")
+    try:
+        again = queries.inbox_page(db, "nurse-north", today, queries.Filters(), keep_s=300).rows
+        assert again[0].patient_id == last and again[0].alerts[0].alert_id == raised
+        assert [row.patient_id for row in again] == expected_order(db, "north")
+    finally:
+        db.execute("UPDATE alerts SET status = 'resolved' WHERE alert_id = %s", (raised,))
+    after = [row.patient_id for row in queries.inbox_page(db, "nurse-north", today, queries.Filters(),
+                                                          keep_s=300).rows]
+    assert after == [row.patient_id for row in queries.inbox_page(db, "nurse-north", today, queries.Filters()).rows]

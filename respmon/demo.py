@@ -2,25 +2,37 @@
 
 Starts the worker and the ingest service, provisions one device per patient, uploads what their
 devices would send (spirometry JSON, an O2Ring CSV night, a real ResMed STR.edf), waits for the
-alerts at a local webhook receiver and prints them.
+alerts at a local webhook receiver and prints them. Then it opens the team's web view on the same data:
+the patients go to the care team `demo` (with a synthetic 20-patient history seeded once, so the charts
+have something to draw), a member `demo-nurse` gets a fresh password, and the team service is started in
+the background (or reused when it already answers); the last lines print its address and the login.
 """
 
 import json
+import secrets
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 
+from alerts.careteams import assign
 from alerts.receiver import WebhookReceiver
+from alerts.sessions import set_password
+from alerts.team import add_member
 from ingest.devices import provision
-from respmon.core.settings import get_settings
-from respmon.launcher import service
+from respmon.core.settings import Settings, get_settings
+from respmon.launcher import service, stop, wait_http
+from respmon.testing.cohort import seed
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data"
+DEMO_TEAM, DEMO_MEMBER, HISTORY_PREFIX = "demo", "demo-nurse", "DEMO-SYN"
 
 
 def o2ring_csv(start: datetime, hours: float = 7.0, plateau_min: int = 8) -> str:
@@ -69,6 +81,8 @@ def run_demo(wait_s: float = 60) -> int:
             uploads = cohort(run)
             with psycopg.connect(settings.database_url, autocommit=True) as conn:
                 tokens = {pid: provision(conn, f"demo-{pid}", pid) for pid, *_ in uploads}
+                for pid, *_ in uploads:
+                    assign(conn, pid, DEMO_TEAM, "demo")
             for pid, what, body, ctype, name in uploads:
                 r = httpx.post(f"{ingest_url}/v1/uploads", content=body, params={"filename": name},
                                headers={"Authorization": f"Bearer {tokens[pid]}", "Content-Type": ctype},
@@ -86,8 +100,60 @@ def run_demo(wait_s: float = 60) -> int:
     if missing:
         print(f"\nexpected alerts did not arrive for: {', '.join(sorted(missing))} (see {logs})")
         return 1
+    _web_view(settings, logs)
     print("\nstack still running: `make stack-stop` stops it.")
     return 0
+
+
+def _web_view(settings: Settings, logs: Path) -> None:
+    """The last lines of the demo: the team service's address and a member who sees the demo patients."""
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        seeded = seed_history(conn)
+        password = demo_member(conn)
+    if seeded:
+        print(f"\nseeded a synthetic 1-year history of {seeded} patients ({HISTORY_PREFIX}-...) in team `{DEMO_TEAM}`")
+    url = f"http://{settings.alerts_api_host}:{settings.alerts_api_port}"
+    started = _team_service(url, logs / "alerts-api.log")
+    print(f"\nweb view: {url}/")
+    print(f"  log in as `{DEMO_MEMBER}` with password `{password}`"
+          f" (team `{DEMO_TEAM}`: this run's patients and the history)")
+    print(f"  {started}")
+
+
+def demo_member(conn: psycopg.Connection[Any]) -> str:
+    """`demo-nurse`, a clinician of the demo team, with a fresh password (returned): each demo prints its own."""
+    password = secrets.token_urlsafe(12)
+    add_member(conn, DEMO_MEMBER, DEMO_TEAM, "clinician", "demo")
+    set_password(conn, DEMO_MEMBER, password)
+    return password
+
+
+def seed_history(conn: psycopg.Connection[Any]) -> int:
+    """A synthetic history in the demo team (once: a later demo finds it there); how many patients."""
+    found = conn.execute("SELECT 1 FROM patient_teams WHERE team = %s AND patient_id LIKE %s LIMIT 1",
+                         (DEMO_TEAM, f"{HISTORY_PREFIX}-%")).fetchone()
+    if found:
+        return 0
+    return len(seed(conn, 20, 365, team=DEMO_TEAM, prefix=HISTORY_PREFIX, seed_value=2024).patients)
+
+
+def _team_service(url: str, log_path: Path) -> str:
+    """Start `respmon alerts-api` in the background unless it already answers; says how to stop it."""
+    try:
+        if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+            return "the team service was already running there (`respmon alerts-api`)"
+    except httpx.HTTPError:
+        pass
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "respmon", "alerts-api"], stdin=subprocess.DEVNULL,
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"{url}/healthz", 60, proc)
+    except (RuntimeError, TimeoutError) as error:
+        stop(proc)
+        return f"the team service did not start ({error}; log {log_path}): run `.venv/bin/respmon alerts-api`"
+    return (f"team service `respmon alerts-api` running in the background (pid {proc.pid}, log {log_path}):"
+            f" stop it with `kill {proc.pid}`")
 
 
 def _print_alert(alert: dict[str, object], signature_ok: bool) -> None:

@@ -36,7 +36,8 @@
       ctx.strokeStyle = "#a30000";
       ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(right, y); ctx.stroke();
       ctx.fillStyle = "#5a0000";
-      ctx.fillText(t.value + " " + t.label, left + 4, y - 3);
+      ctx.textAlign = "right";  /* at the right end: the y axis sits at the left */
+      ctx.fillText(t.value + " " + t.label, right - 4, y - 3);
     });
     ctx.restore();
   }

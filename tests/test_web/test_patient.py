@@ -85,8 +85,11 @@ def test_each_chart_holds_the_points_of_the_database(nurse: TestClient, web_worl
     nights = count(url, "SELECT count(DISTINCT night_date) FROM niv_nights WHERE patient_id = %s", pid)
     assert len(charts["niv_use"]["x"]) == nights > 0 and charts["niv_use"]["bars"] is True
     assert len([v for v in values(charts["niv_leak"], "AHI") if v is not None]) == nights
+    shown_from = re.search(r'name="from" value="(\d{4}-\d{2}-\d{2})"', answer.text)
+    assert shown_from  # the page's period (test_night adds a night of 2001 to one patient, outside it)
     assert len(charts["oximetry"]["x"]) == count(
-        url, "SELECT count(DISTINCT night_date) FROM oximetry_nights WHERE patient_id = %s", pid)
+        url, "SELECT count(DISTINCT night_date) FROM oximetry_nights WHERE patient_id = %s"
+             f" AND night_date >= '{shown_from.group(1)}'", pid)
     assert len(charts["alsfrs"]["x"]) == count(url, "SELECT count(*) FROM alsfrs_r WHERE patient_id = %s", pid)
     assert {s["label"] for s in charts["alsfrs"]["series"]} == {"Total", "Bulbar (1-3)", "Respiratory (10-12)"}
     assert "co2" not in charts  # none recorded: no chart, a line instead

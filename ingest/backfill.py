@@ -9,7 +9,8 @@ import httpx
 from tqdm import tqdm
 
 CONTENT_TYPES = {".csv": "text/csv", ".json": "application/json", ".edf": "application/octet-stream",
-                 ".bin": "application/octet-stream", ".dat": "application/octet-stream"}
+                 ".bin": "application/octet-stream", ".dat": "application/octet-stream",
+                 ".wmedf": "application/octet-stream", ".spo2": "application/octet-stream"}  # Löwenstein, Contec
 SKIPPED_SUFFIXES = {".crc", ".tgt"}
 RETRIED_STATUSES = {429, 503}  # "retry later": ingest or its Kafka/PostgreSQL is busy or down, or a quota
 

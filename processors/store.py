@@ -28,6 +28,7 @@ from respmon.core import timescale
 from respmon.core.signals import CODEC, encode_signal, minute_aggregates
 from schemas import Envelope, Finding, OximetryNight
 from schemas.kinds import RECORD_KINDS, Kind, kind_of
+from schemas.niv import NOT_SAID, merged
 from schemas.samples import series_array
 
 # --- rows of each record kind ----------------------------------------------------------------
@@ -90,9 +91,32 @@ def record_rows(env: Envelope) -> list[tuple[str, dict[str, Any]]]:
     return [(kind.table, row), *((table, SIDE_ROWS[table](record, env.upload_id)) for table in kind.side_tables)]
 
 
+MERGED = frozenset(kind.table for kind in RECORD_KINDS if kind.merges)
+"""Tables whose rows are parts of one thing (a NIV night's day summary and session values), merged."""
+
+
+def _merged_value(table: str, column: str) -> str:
+    """SQL twin of ``schemas.niv.merged`` for one column: the preferred part's value (the stored one if it
+    is the day summary and the new one holds session values, else the new one), else the other's; so a
+    part never clears what another part gave, and both arrival orders end in the same row."""
+    if column == "basis":
+        return (f"CASE WHEN 'day_summary' IN ({table}.basis, EXCLUDED.basis) THEN 'day_summary'"
+                f" ELSE EXCLUDED.basis END")
+    old, new = f"{table}.{column}", f"EXCLUDED.{column}"
+    not_said = NOT_SAID.get(column)
+    if not_said is not None:
+        old, new = f"NULLIF({old}, '{not_said}')", f"NULLIF({new}, '{not_said}')"
+    fallback = f", '{not_said}'" if not_said is not None else ""
+    return (f"CASE WHEN {table}.basis = 'day_summary' AND EXCLUDED.basis = 'sessions'"
+            f" THEN COALESCE({old}, {new}{fallback}) ELSE COALESCE({new}, {old}{fallback}) END")
+
+
 def _on_conflict(table: str, cols: Sequence[str]) -> str:
     """`ON CONFLICT (natural key) DO UPDATE ...` of an upsert into `table` of columns `cols`."""
     key = KEYS[table]
+    if table in MERGED:
+        updates = ", ".join(f"{c} = {_merged_value(table, c)}" for c in cols if c not in key)
+        return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, stored_at = now()"
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in key)
     action = f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}, stored_at = now()"
     if table == "oximetry_signals":
@@ -121,12 +145,14 @@ async def store_record(conn: AsyncConnection, env: Envelope) -> None:
 async def store_records(conn: AsyncConnection, envelopes: Iterable[Envelope]) -> int:
     """Upsert many envelopes in one transaction (a savepoint if the caller has one open).
 
-    Rows sharing a natural key are collapsed to the last one (as if written one after the other).
-    Returns the number of rows written (attempted) over all tables."""
+    Rows sharing a natural key are collapsed to the last one, or merged for tables of parts (``MERGED``),
+    as if written one after the other. Returns the number of rows written (attempted) over all tables."""
     by_table: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {}
     for env in envelopes:
         for table, row in record_rows(env):
-            by_table.setdefault(table, {})[tuple(row[k] for k in KEYS[table])] = row
+            keyed = by_table.setdefault(table, {})
+            key = tuple(row[k] for k in KEYS[table])
+            keyed[key] = merged(keyed[key], row) if table in MERGED and key in keyed else row
     written = 0
     async with conn.transaction():
         for table in KEYS:  # fixed order: nights before their signals, same lock order in every worker

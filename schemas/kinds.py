@@ -54,6 +54,9 @@ class Kind:
     """Attributes of the record (properties) stored as columns too."""
     side_tables: tuple[str, ...] = ()
     """Tables written with the record, in its transaction, on the same natural key (its signals)."""
+    merges: bool = False
+    """Records of one key are parts of one thing (a NIV night's day summary and its session values):
+    a later part is merged into the stored one (``schemas.niv.merged``) instead of replacing it."""
 
     @property
     def name(self) -> str:
@@ -80,16 +83,19 @@ SPIROMETRY = Kind(
     key=("patient_id", "taken_at", "source"), dated_by="taken_at",
     unstored=_NOT_STORED | {"sex", "age_years", "height_cm", "usable", "fvc_z", "svc_pct_pred", "svc_pct_pred_source"},
 )
+DEVICE_SUMMARY_COLUMNS = ("device_mean_spo2", "device_min_spo2", "device_drops3", "device_drops4", "device_t90_s")
+"""`OximetryNight.device_summary` as columns of `oximetry_nights` (properties of the record)."""
 OXIMETRY = Kind(
     OximetryNight, store="oxi", family="night", table="oximetry_nights",
     key=("patient_id", "start_at", "source"), dated_by="start", lasts="duration_s", columns={"start": "start_at"},
     unstored=_NOT_STORED | {"spo2", "pulse", "motion", "device_model", "supplemental_o2", "odi3_events",
-                            "odi4_events", "o2_lpm"},  # oxygen: no column yet (issue 12; needs a migration)
+                            "odi4_events", "o2_lpm", "device_summary"},  # oxygen: no column yet (issue 12)
+    computed=DEVICE_SUMMARY_COLUMNS,  # the device's own figures, flat (migration 0012)
     side_tables=("oximetry_signals",),
 )
 NIV = Kind(
     NivNight, store="niv", family="night", table="niv_nights",
-    key=("patient_id", "night_date", "source"), dated_by="night_date",
+    key=("patient_id", "night_date", "source"), dated_by="night_date", merges=True,
     unstored=_NOT_STORED | {"leak_p50_lpm", "mask_sessions", "device_model", "o2_lpm"},  # o2: as oximetry
 )
 ALSFRS = Kind(

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ingest.parsers import co2, fhir, generic_csv, resmed, wellue
+from ingest.parsers import co2, contec, fhir, generic_csv, lowenstein, resmed, wellue
 from ingest.parsers.alsfrs import parse_alsfrs_json
 from ingest.parsers.common import Context, Notes, Parser, resolve_tz
 from ingest.parsers.detect import FORMATS, detect_format
@@ -51,10 +51,12 @@ PARSERS: dict[str, Parser] = {
     "oximetry_csv": generic_csv.parse_oximetry_csv,
     "resmed_str": resmed.parse_str,
     "resmed_pld": resmed.parse_pld,
-    "resmed_sad": resmed.parse_sad,
+    "resmed_sad": resmed.parse_session_sad,
     "resmed_eve": resmed.parse_eve,
     "blood_gas_csv": co2.parse_blood_gas_csv,
     "tcco2_csv": co2.parse_tcco2_csv,
+    "lowenstein_wmedf": lowenstein.parse,
+    "contec_spo2": contec.parse_spo2,
 }
 assert set(PARSERS) == set(FORMATS)
 

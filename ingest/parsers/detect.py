@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ingest.parsers import resmed, wellue
+from ingest.parsers import contec, lowenstein, resmed, wellue
 from ingest.parsers.alsfrs import looks_like_alsfrs
 from ingest.parsers.errors import ParseError, guard
 from ingest.parsers.generic_csv import header_of
@@ -25,6 +25,8 @@ FORMATS: tuple[str, ...] = (
     "resmed_eve",
     "blood_gas_csv",
     "tcco2_csv",
+    "lowenstein_wmedf",
+    "contec_spo2",
 )
 
 
@@ -39,6 +41,10 @@ def _detect(filename: str, data: bytes) -> str:
         return resmed.sniff_edf(data, filename)
     if wellue.is_o2ring_bin(data):
         return "o2ring_bin"
+    if lowenstein.looks_like_wmedf(data) or Path(filename).suffix.lower() == ".wmedf":
+        return "lowenstein_wmedf"
+    if contec.looks_like_spo2(filename, data):
+        return "contec_spo2"
     head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
     if head[:1] in (b"{", b"["):
         return _json_format(data, filename)

@@ -23,9 +23,10 @@ from typing import Any
 import edfio
 import numpy as np
 
-from ingest.parsers.common import Context, build, clean_pulse, clean_spo2
+from ingest.parsers.common import Context, build
 from ingest.parsers.errors import ParseError
 from schemas import NivNight, OximetryNight
+from schemas.niv import merge_nights
 
 EPOCH = date(1970, 1, 1)
 MISSING = -1
@@ -266,7 +267,7 @@ def parse_str(data: bytes, ctx: Context) -> list[NivNight]:
             usage_hours=round(float(duration[1][i]) / 60, 3),
             mask_sessions=_mask_sessions(sig, i, n),
             leak_kind=RESMED_LEAK,
-            source="resmed_str",
+            source=RESMED_NIGHT,
             device_model=ctx.device_model,
         )
         nights.append(build(NivNight, values, ctx, f"night {night.isoformat()}"))
@@ -295,7 +296,16 @@ def _str_values(columns: dict[str, tuple[np.ndarray, np.ndarray] | None], i: int
     }
 
 
-# ---------------------------------------------------------------- PLD
+# ---------------------------------------------------------------- PLD and SAD/SA2: sessions into nights
+
+
+RESMED_NIGHT = "resmed_str"
+"""Source of every ResMed NIV night: the STR summary's, which session-derived values complete on the same
+row (``NivNight.basis``), so a night with both is one night, whichever file arrives first."""
+SAD_MIN_READING_S = 600
+"""An oximeter night needs 10 min of readings before its SpO2 says anything about the night."""
+BILEVEL_SIGNALS = ("Ti.2s", "IERatio.2s")
+"""PLD signals only bilevel devices write (formats.md): there `Press` is IPAP and `EprPress` EPAP."""
 
 
 def _valid(arrays: tuple[np.ndarray, np.ndarray] | None, positive: bool = False) -> np.ndarray:
@@ -312,42 +322,132 @@ def _stat(values: np.ndarray, q: float, scale: float = 1.0) -> float | None:
     return None if values.size == 0 else round(float(np.percentile(values, q)) * scale, 2)
 
 
-def parse_pld(data: bytes, ctx: Context) -> list[NivNight]:
-    """A session summary (leak median/95th pct, median rate, Vt, MV) when the session is long enough.
+@dataclass
+class SessionNight:
+    """One night's session files gathered (a card holds several sessions a night; an upload holds one):
+    samples are pooled, so percentiles are the night's, not an average of the sessions'."""
 
-    Breath-derived medians only use samples with a breath detected (rate > 0); sessions with
-    under 10 min of breathing give no record rather than a misleading night.
-    """
+    patient_id: str
+    night_date: date
+    device_model: str | None
+    pld_s: float = 0.0
+    sad_s: float = 0.0
+    pld_sessions: int = 0
+    bilevel: bool = False
+    pooled: dict[str, list[np.ndarray]] | None = None
+
+    def add(self, name: str, values: np.ndarray) -> None:
+        if self.pooled is None:
+            self.pooled = {}
+        self.pooled.setdefault(name, []).append(values)
+
+    def values(self, name: str) -> np.ndarray:
+        parts = (self.pooled or {}).get(name, [])
+        return np.concatenate(parts) if parts else np.empty(0)
+
+
+def _night_of(start: datetime) -> date:
+    """A session belongs to the therapy day (noon to noon) it starts in."""
+    return (start - timedelta(hours=12)).date()
+
+
+def _gather_pld(data: bytes, ctx: Context, nights: dict[date, SessionNight]) -> None:
+    """Add a PLD session's samples to its night; sessions under 10 min of breathing add nothing
+    (breath-derived signals only count samples with a breath detected, rate > 0)."""
     patient_id = ctx.require_patient("resmed_pld")
     _header, edf = read_edf(data, ctx)
     if edf is None:
-        return []
+        return
     sig = Signals(edf, ctx)
     leak = _valid(sig.arrays("Leak.2s"))
     rate_arrays = sig.arrays("RespRate.2s")
     rate = _valid(rate_arrays, positive=True)
     fs = sig.rate("RespRate.2s") or 0.5
     if rate.size / fs < PLD_MIN_BREATHING_S:
-        return []
+        return
     start = edf_start(edf, ctx)
-    values = {
-        "patient_id": patient_id,
-        "night_date": (start - timedelta(hours=12)).date(),
-        "usage_hours": round(len(rate_arrays[0]) / fs / 3600, 3),
+    night = nights.setdefault(_night_of(start), SessionNight(patient_id, _night_of(start), ctx.device_model))
+    night.pld_s += len(rate_arrays[0]) / fs
+    night.pld_sessions += 1
+    night.bilevel |= any(label in sig for label in BILEVEL_SIGNALS)
+    night.add("leak", leak)
+    night.add("rate", rate)
+    night.add("vt", _valid(sig.optional("TidVol.2s"), positive=True))
+    night.add("mv", _valid(sig.optional("MinVent.2s"), positive=True))
+    night.add("press", _valid(sig.optional("Press.2s"), positive=True))
+    night.add("epr", _valid(sig.optional("EprPress.2s"), positive=True))
+
+
+def _gather_sad(data: bytes, ctx: Context, nights: dict[date, SessionNight]) -> list[OximetryNight]:
+    """The session's oximetry night (when an oximeter was attached), and its SpO2 added to its night."""
+    oximetry = parse_sad(data, ctx)
+    for oxi in oximetry:
+        spo2 = np.asarray(oxi.spo2, dtype=float)
+        spo2 = spo2[~np.isnan(spo2)]
+        start = oxi.start.replace(tzinfo=None)
+        night = nights.setdefault(_night_of(start), SessionNight(oxi.patient_id, _night_of(start), ctx.device_model))
+        night.sad_s += len(oxi.spo2) * oxi.interval_s
+        night.add("spo2", spo2)
+        night.add("spo2_s", np.array([spo2.size * oxi.interval_s]))
+    return oximetry
+
+
+def session_night(night: SessionNight, ctx: Context) -> NivNight | None:
+    """The night's session values as a NivNight part (`basis` sessions); None when no session counted."""
+    leak, rate = night.values("leak"), night.values("rate")
+    spo2 = night.values("spo2")
+    oximetry = spo2.size > 0 and float(night.values("spo2_s").sum()) >= SAD_MIN_READING_S
+    if night.pld_sessions == 0 and not oximetry:
+        return None
+    press, epr = night.values("press"), night.values("epr")
+    side = "ipap" if night.bilevel else "pressure"
+    values: dict[str, Any] = {
+        "patient_id": night.patient_id,
+        "night_date": night.night_date,
+        "usage_hours": round((night.pld_s or night.sad_s) / 3600, 3),
         "leak_p50_lpm": _stat(leak, 50, 60),
         "leak_p95_lpm": _stat(leak, 95, 60),
         "resp_rate": _stat(rate, 50),
-        "tidal_volume_ml": _stat(_valid(sig.optional("TidVol.2s"), positive=True), 50, 1000),
-        "minute_vent_lpm": _stat(_valid(sig.optional("MinVent.2s"), positive=True), 50),
-        "mask_sessions": 1,
+        "tidal_volume_ml": _stat(night.values("vt"), 50, 1000),
+        "minute_vent_lpm": _stat(night.values("mv"), 50),
+        f"{side}_p50_cmh2o": _stat(press, 50),
+        f"{side}_p95_cmh2o": _stat(press, 95),
+        "mask_sessions": night.pld_sessions or None,
         "leak_kind": RESMED_LEAK,
-        "source": "resmed_pld",
-        "device_model": ctx.device_model,
+        "source": RESMED_NIGHT,
+        "basis": "sessions",
+        "device_model": night.device_model,
     }
-    return [build(NivNight, values, ctx, None)]
+    if night.bilevel:
+        values.update(epap_p50_cmh2o=_stat(epr, 50), epap_p95_cmh2o=_stat(epr, 95))
+    if oximetry:
+        values.update(spo2_mean=round(float(spo2.mean()), 2), spo2_min=round(float(spo2.min()), 1),
+                      spo2_t90_pct=round(100 * float(np.count_nonzero(spo2 < 90)) / spo2.size, 2))
+    return build(NivNight, values, ctx, f"night {night.night_date.isoformat()}")
 
 
-# ---------------------------------------------------------------- SAD / SA2
+def parse_pld(data: bytes, ctx: Context) -> list[NivNight]:
+    """A session's part of its night: pressure percentiles (IPAP/EPAP on bilevel), leak median and 95th
+    percentile, median rate, Vt and MV; the STR summary of the night completes it (`basis` sessions).
+    Sessions under 10 min of breathing give no record rather than a misleading night."""
+    nights: dict[date, SessionNight] = {}
+    _gather_pld(data, ctx, nights)
+    return [n for n in (session_night(night, ctx) for night in nights.values()) if n is not None]
+
+
+def parse_session_sad(data: bytes, ctx: Context) -> list[OximetryNight | NivNight]:
+    """A SAD/SA2 upload: its oximetry night, and the device SpO2 metrics of its NIV night, when an
+    oximeter was attached (10 min of readings for the latter); nothing when every sample is -1."""
+    nights: dict[date, SessionNight] = {}
+    oximetry: list[OximetryNight | NivNight] = list(_gather_sad(data, ctx, nights))
+    return oximetry + [n for n in (session_night(night, ctx) for night in nights.values()) if n is not None]
+
+
+def _readings(digital: np.ndarray, physical: np.ndarray, top: float) -> np.ndarray:
+    """Samples rounded to 0.1, NaN (no reading) where digital -1 or outside (0, top]: `clean_spo2` and
+    `clean_pulse` on the whole array at once (a night is 26,000 samples)."""
+    values = np.round(physical.astype(float), 1)
+    return np.where((digital != MISSING) & (values > 0) & (values <= top), values, np.nan)
 
 
 def parse_sad(data: bytes, ctx: Context) -> list[OximetryNight]:
@@ -370,8 +470,8 @@ def parse_sad(data: bytes, ctx: Context) -> list[OximetryNight]:
     rate = sig.rate("SpO2.1s")
     if not rate > 0:
         raise ctx.error("sampling frequency must be positive", "signal SpO2.1s")
-    spo2 = [None if d == MISSING else clean_spo2(round(float(p), 1)) for d, p in zip(spo2_d, spo2_p)]
-    pulse = [None if d == MISSING else clean_pulse(round(float(p), 1)) for d, p in zip(pulse_d, pulse_p)]
+    spo2 = _readings(spo2_d, spo2_p, 100.0)
+    pulse = _readings(pulse_d, pulse_p, 250.0)
     values = {
         "patient_id": patient_id,
         "start": edf_start(edf, ctx),
@@ -479,22 +579,28 @@ def session_type(filename: str) -> str | None:
 
 
 def parse_card(card: Path, ctx: Context) -> list[Any]:
-    """STR nights, plus oximetry from SAD/SA2, plus PLD nights only for days STR does not cover."""
+    """STR nights completed by their session files (PLD, SAD/SA2; one night each, sessions pooled), a
+    session night standing alone where STR lacks its day, plus the oximetry nights of SAD/SA2."""
     ctx.device_model = device_model(card)
-    records: list[Any] = []
+    nights: dict[date, NivNight] = {}
     str_path = card / "STR.edf"
     if str_path.is_file():
-        records += parse_str(str_path.read_bytes(), _sub(ctx, str_path))
-    covered = {r.night_date for r in records}
+        nights = {n.night_date: n for n in parse_str(str_path.read_bytes(), _sub(ctx, str_path))}
+    sessions: dict[date, SessionNight] = {}
+    oximetry: list[Any] = []
     for path in sorted((card / "DATALOG").rglob("*.edf")) if (card / "DATALOG").is_dir() else []:
         kind = session_type(path.name)
         if kind == "resmed_sad":
-            records += parse_sad(path.read_bytes(), _sub(ctx, path))
+            oximetry += _gather_sad(path.read_bytes(), _sub(ctx, path), sessions)
         elif kind == "resmed_pld":
-            records += [n for n in parse_pld(path.read_bytes(), _sub(ctx, path)) if n.night_date not in covered]
+            _gather_pld(path.read_bytes(), _sub(ctx, path), sessions)
         elif kind == "resmed_eve":
             event_counts(path.read_bytes(), str(path))
-    return records
+    for day, gathered in sorted(sessions.items()):
+        part = session_night(gathered, _sub(ctx, card))
+        if part is not None:
+            nights[day] = merge_nights(nights[day], part) if day in nights else part
+    return [*(nights[d] for d in sorted(nights)), *oximetry]
 
 
 def _sub(ctx: Context, path: Path) -> Context:

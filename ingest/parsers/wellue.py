@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from ingest.parsers.columns import gridded, plain_cells, small_integers
 from ingest.parsers.common import (
@@ -32,6 +33,7 @@ from ingest.parsers.common import (
     spread,
 )
 from schemas import OximetryNight
+from schemas.oximetry import DeviceSummary
 
 SPO2_COLUMNS = ("Oxygen Level", "SpO2(%)", "SpO2")
 PULSE_COLUMNS = ("Pulse Rate", "Pulse Rate(bpm)", "PR(bpm)", "Pulse")
@@ -266,6 +268,8 @@ def parse_bin(data: bytes, ctx: Context) -> list[OximetryNight]:
     """40-byte header (u16 version 3, u16 year, month, day, hour, minute, second) + 5-byte records.
 
     Record: u8 SpO2, u16-LE pulse, u8 motion, u8 flag; SpO2 0xFF with pulse 0xFFFF = invalid.
+    The header's night summary (the ring's average, lowest, drops, time below 90 %) becomes the record's
+    `device_summary`.
     """
     patient_id = ctx.require_patient("o2ring_bin")
     if len(data) < BIN_HEADER:
@@ -302,5 +306,30 @@ def parse_bin(data: bytes, ctx: Context) -> list[OximetryNight]:
         "motion": motion,
         "source": "o2ring_bin",
         "device_model": "O2Ring",
+        "device_summary": device_summary(data, ctx),
     }
     return [build(OximetryNight, values, ctx, None)]
+
+
+SUMMARY = struct.Struct("<HHBBBBBHHHHBBBBBHBB")
+"""The header's first 27 bytes: version, year, month, day, hour, minute, second, file size (low, high),
+duration s (low, high), average SpO2, lowest SpO2, drops >= 3 %, drops >= 4 %, (unknown), seconds below
+90 %, events below 90 %, O2 score x 10 (../shared/formats.md)."""
+
+
+def device_summary(data: bytes, ctx: Context) -> DeviceSummary | None:
+    """The ring's own figures for the night, as it wrote them (device-reported, shown beside ours).
+
+    None when the ring wrote none (average 0: older firmware and our synthetic files) or figures that
+    cannot be a night's (a lowest above the average, a saturation over 100 %): a noted skip, never a
+    refused night, as the samples themselves are fine."""
+    fields = SUMMARY.unpack_from(data)
+    mean, lowest, drops3, drops4, t90_s = fields[11], fields[12], fields[13], fields[14], fields[16]
+    if mean == 0:
+        return None
+    try:
+        return DeviceSummary(mean_spo2=mean, min_spo2=lowest, drops3=drops3, drops4=drops4, t90_s=t90_s)
+    except ValidationError:
+        ctx.notes.add("O2Ring header: the device's night summary is implausible and was left out",
+                      "implausible device summary")
+        return None

@@ -34,6 +34,14 @@ class NivMetrics:
     spo2_mean: float | None
     spo2_t90_pct: float | None
     pct_spont_triggered: float | None
+    pressure_p50_cmh2o: float | None = None
+    """Pressure percentiles over the night's session files: CPAP/APAP `pressure_*`, bilevel IPAP/EPAP."""
+    pressure_p95_cmh2o: float | None = None
+    ipap_p50_cmh2o: float | None = None
+    ipap_p95_cmh2o: float | None = None
+    epap_p50_cmh2o: float | None = None
+    epap_p95_cmh2o: float | None = None
+    spo2_min: float | None = None
 
 
 def night_metrics(night: NivNight) -> NivMetrics:
@@ -50,4 +58,11 @@ def night_metrics(night: NivNight) -> NivMetrics:
         spo2_mean=night.spo2_mean,
         spo2_t90_pct=night.spo2_t90_pct,
         pct_spont_triggered=night.pct_spont_triggered,
+        pressure_p50_cmh2o=night.pressure_p50_cmh2o,
+        pressure_p95_cmh2o=night.pressure_p95_cmh2o,
+        ipap_p50_cmh2o=night.ipap_p50_cmh2o,
+        ipap_p95_cmh2o=night.ipap_p95_cmh2o,
+        epap_p50_cmh2o=night.epap_p50_cmh2o,
+        epap_p95_cmh2o=night.epap_p95_cmh2o,
+        spo2_min=night.spo2_min,
     )

@@ -28,6 +28,7 @@ from processors.rules.rows import STORE_ROWS, VIEWS
 from schemas import CareStateChange, Envelope
 from schemas.envelope import AnyRecord
 from schemas.kinds import OXIMETRY, RECORD_KINDS, SPIROMETRY, Kind, kind_of
+from schemas.niv import merged
 
 __all__ = ["HISTORY_VERSION", "KEEP_DAYS", "KEEP_MAX_PER_KIND", "STORES", "PatientHistory", "Record", "event_time",
            "future_field", "record_kind"]
@@ -226,6 +227,10 @@ class PatientHistory:
         self.last_event_ts[store] = max(self.last_event_ts.get(store, t), t)
         rows = self._rows[store]
         natural, key = build.key(row), build.key
+        if kind.merges:  # another part of the same night: merged into its row (schemas.niv.merged)
+            part = next((r for r in rows if key(r) == natural), None)
+            if part is not None:
+                row = merged(part, row)
         if any(key(r) == natural and _same_row(r, row) for r in rows):
             return False  # a replay (at-least-once delivery, or the same data sent again): nothing changes
         rows[:] = [r for r in rows if key(r) != natural]

@@ -102,6 +102,15 @@ class NivRow(Row):
     pct_spont_triggered: float | None
     o2_lpm: float | None
     """Oxygen bled into the circuit, L/min (None = not recorded)."""
+    pressure_p50_cmh2o: float | None
+    pressure_p95_cmh2o: float | None
+    ipap_p50_cmh2o: float | None
+    ipap_p95_cmh2o: float | None
+    epap_p50_cmh2o: float | None
+    epap_p95_cmh2o: float | None
+    spo2_min: float | None
+    basis: Internal[str]
+    """day_summary or sessions: which part of the night wins where both have a value (schemas.niv.merged)."""
 
 
 class AlsfrsRow(Row):

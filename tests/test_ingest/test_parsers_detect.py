@@ -37,7 +37,7 @@ def test_detect(name: str, fmt: str) -> None:
 def test_formats_are_the_public_list() -> None:
     assert FORMATS == ("spirometry_json", "spirometry_csv", "niv_csv", "alsfrs_json", "fhir_bundle",
                        "o2ring_csv", "o2ring_bin", "oximetry_csv", "resmed_str", "resmed_pld", "resmed_sad",
-                       "resmed_eve", "blood_gas_csv", "tcco2_csv")
+                       "resmed_eve", "blood_gas_csv", "tcco2_csv", "lowenstein_wmedf", "contec_spo2")
     assert set(parsers.__all__) >= {"ParseError", "FORMATS", "detect_format", "parse_bytes", "parse_path"}
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from datetime import datetime
 
 import pytest
+from device_files import contec_spo2, o2ring_bin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ingest_testlib import AIRCURVE, AIRCURVE_DAY, SYN
+from ingest_testlib import AIRCURVE, AIRCURVE_DAY, DATA, SYN
 
 from ingest import parsers
 from ingest.parsers import FORMATS, ParseError, ParserFault, detect, parse_bytes
@@ -46,6 +48,10 @@ SEEDS: dict[str, tuple[str, bytes]] = {
     "resmed_eve": ("x_EVE.edf", (AIRCURVE_DAY / "20250202_223717_EVE.edf").read_bytes()),
     "blood_gas_csv": ("g.csv", (SYN / "blood_gas.csv").read_bytes()),
     "tcco2_csv": ("t.csv", _head_lines("tcco2_night.csv", 60)),
+    "lowenstein_wmedf": ("signal_001.wmedf",
+                         (DATA / "lowenstein" / "signal_real.wmedf").read_bytes()[: 256 * 19 + 54 * 700]),
+    "contec_spo2": ("night.SpO2",
+                    contec_spo2(datetime(2024, 10, 13, 23, 22, 52), [(95, 60)] * 150 + [(127, 255)] * 5)),
 }
 assert set(SEEDS) == set(FORMATS)
 
@@ -211,7 +217,7 @@ def edf_header_mutated(draw: st.DrawFn, seed: bytes) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("fmt", ["resmed_str", "resmed_pld", "resmed_sad", "resmed_eve"])
+@pytest.mark.parametrize("fmt", ["resmed_str", "resmed_pld", "resmed_sad", "resmed_eve", "lowenstein_wmedf"])
 def test_mutated_edf_header_fields_raise_only_parse_error(fmt: str) -> None:
     name, seed = SEEDS[fmt]
 
@@ -275,3 +281,49 @@ def test_unforeseen_detection_failure_is_a_parse_error(monkeypatch: pytest.Monke
     monkeypatch.setattr(detect, "_detect", broken)
     with pytest.raises(ParserFault, match=r"^s\.json: format detection failed unexpectedly \(KeyError\)$"):
         parse_bytes(SEEDS["spirometry_json"][1], "s.json")
+
+
+O2RING_WITH_SUMMARY = o2ring_bin(datetime(2026, 3, 10, 22, 30), [(95, 60)] * 100 + [(88, 70)] * 20, mean=94,
+                                 lowest=87, drops3=53, drops4=22, t90_s=396)
+
+
+@FUZZ
+@given(data=mutated(O2RING_WITH_SUMMARY[:40]).map(lambda head: head[:40].ljust(40, b"\0") + O2RING_WITH_SUMMARY[40:]))
+def test_mutated_o2ring_summary_never_refuses_the_night(data: bytes) -> None:
+    """The ring's summary bytes are the device's opinion: any value there leaves a readable night readable
+    (an implausible summary is dropped with a note); only a broken date or version refuses the file."""
+    try:
+        (night,) = parse_bytes(data, "O2Ring.bin", fmt="o2ring_bin", patient_id="P1")
+    except ParserFault as exc:
+        raise AssertionError(f"parser bug on fuzzed input: {exc}") from exc
+    except ParseError as exc:
+        assert any(w in str(exc) for w in ("byte 0", "byte 2", "field start")), str(exc)  # version or start
+    else:
+        assert len(night.spo2) == 120
+
+
+@FUZZ
+@given(pairs=st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255)), min_size=1, max_size=300),
+       offset=st.integers(2, 2000))
+def test_contec_samples_round_trip(pairs: list[tuple[int, int]], offset: int) -> None:
+    """Property: every pair written is read back in place, a reading as itself and any no-reading code
+    (127 SpO2, 255 pulse, 0, out of range) as None; a file of no readings at all is the one-line error."""
+    data = contec_spo2(datetime(2024, 10, 13, 23, 22, 52), pairs, offset=offset)
+    try:
+        (night,) = parse_bytes(data, "n.SpO2", patient_id="P1")
+    except ParseError as exc:
+        assert not isinstance(exc, ParserFault) and "no valid SpO2 samples" in str(exc)
+        assert all(not 0 < s <= 100 for s, _ in pairs)
+        return
+    assert len(night.spo2) == len(pairs)
+    assert list(night.spo2) == [float(s) if 0 < s <= 100 else None for s, _ in pairs]
+    assert list(night.pulse) == [float(p) if 0 < p <= 250 else None for _, p in pairs]
+
+
+@FUZZ
+@given(cut=st.integers(0, 256 * 19 + 54 * 3), tail=st.binary(max_size=60))
+def test_wmedf_cut_anywhere_is_a_night_or_one_line_error(cut: int, tail: bytes) -> None:
+    """Property: the real file cut at any byte (the device still writing) and followed by anything either
+    reads as whole records or fails with one line, never a crash or a mis-sized record."""
+    name, seed = SEEDS["lowenstein_wmedf"]
+    _only_parse_errors(seed[:cut] + tail, name, "lowenstein_wmedf", "lowenstein_wmedf")

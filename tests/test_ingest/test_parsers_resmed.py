@@ -112,7 +112,8 @@ def test_pld_session_summary_agrees_with_str(airsense_str: list[NivNight]) -> No
     assert session.leak_p95_lpm == pytest.approx(night.leak_p95_lpm, abs=2.0)
     assert session.resp_rate == pytest.approx(night.resp_rate, abs=0.5)
     assert session.tidal_volume_ml == pytest.approx(night.tidal_volume_ml, abs=20)
-    assert session.source == "resmed_pld" and session.ahi is None
+    assert session.source == night.source == "resmed_str"  # the same night's row: the session completes it
+    assert session.basis == "sessions" and session.ahi is None
 
 
 def test_sad_without_oximeter_gives_no_record() -> None:
@@ -146,13 +147,13 @@ def test_sad_with_oximeter_gives_oximetry_on_niv() -> None:
 
 def test_card_folder(tmp_path: Path) -> None:
     records = parse_path(AIRSENSE, patient_id=PID)
-    assert len(records) == 244  # STR nights; SAD without oximeter adds nothing; PLD night already in STR
+    assert len(records) == 244  # STR nights; SAD without oximeter adds nothing; the PLD night merges into STR's
     assert {r.source for r in records} == {"resmed_str"}
     card = tmp_path / "card"
     shutil.copytree(AIRCURVE, card)
     (card / "STR.edf").unlink()
     (session,) = parse_path(card, patient_id=PID)  # without STR, the PLD session stands in for the night
-    assert session.source == "resmed_pld" and session.night_date == date(2025, 2, 2)
+    assert session.basis == "sessions" and session.night_date == date(2025, 2, 2)
     assert session.device_model == "AirCurve 10 VAuto"
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from alerts.access import Action, Look, may, memberships, record, scope
 from alerts.carestate_api import care_state_routes
+from alerts.fhirpush import queue_fhir
 from alerts.lifecycle import DISCLAIMER
 from alerts.sessions import session_member, session_routes
 from alerts.team import Member, authenticate
@@ -179,8 +180,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if refused is None:
                 conn.execute(f"UPDATE alerts SET status = %s, updated_at = now(), {stamp} WHERE alert_id = %s",
                              (action, *stamp_args, alert_id))
-                conn.execute("INSERT INTO alert_events (alert_id, actor, action, note) VALUES (%s, %s, %s, %s)",
-                             (alert_id, who.member_id, action, note))
+                event = conn.execute("INSERT INTO alert_events (alert_id, actor, action, note) VALUES (%s, %s, %s, %s)"
+                                     " RETURNING id, (SELECT category FROM alerts WHERE alert_id = %s) AS category,"
+                                     " (SELECT severity FROM alerts WHERE alert_id = %s) AS severity",
+                                     (alert_id, who.member_id, action, note, alert_id, alert_id)).fetchone()
+                if event is not None:  # the change for the FHIR routes, in its transaction
+                    queue_fhir(conn, settings, alert_id, event["category"], event["severity"], action, event["id"])
         if refused is not None:  # raised after the commit: the look at the alert stays recorded
             raise HTTPException(*refused)
         TEAM_ACTIONS.labels(action).inc()

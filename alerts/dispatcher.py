@@ -6,12 +6,18 @@ same delivery twice, and no row lock or open transaction waits on a slow receive
 recording then fails (the database went away between the receiver's answer and our commit) is
 remembered and recorded, not sent again, once the database is back; only a crash in that window
 re-sends, and the receiver drops that by its `Idempotency-Key`.
+
+Webhooks and e-mail are sent here. Other channels (`fhir`: the alert as a FHIR transaction Bundle, built by
+`respmon/fhir`, a layer above) are sent by a `Sender` the top layer registers at start-up
+(`register_sender`); a due delivery of a channel nobody registered fails like a refused send and is retried
+with the same backoff, so it waits for a process that can send it instead of being lost.
 """
 
 import asyncio
 import json
 import logging
 import smtplib
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +31,34 @@ from alerts.signing import HEADER, sign
 from respmon.core.settings import Settings
 
 log = logging.getLogger("respmon.alerts")
+
+
+SendResult = tuple[bool, int | None, str | None]
+"""(delivered, HTTP status or None, error or None): what a send returns."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A claimed outbox row, as a registered sender gets it."""
+
+    delivery_id: Any
+    channel: str
+    target: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+Sender = Callable[[httpx.AsyncClient, Delivery], Awaitable[SendResult]]
+SENDERS: dict[str, Sender] = {}
+"""Channel -> its sender, registered by the top layer at start-up (`register_sender`)."""
+
+
+def register_sender(channel: str, sender: Sender) -> None:
+    """Let this process's dispatchers send `channel` deliveries with `sender`."""
+    if channel in ("webhook", "email"):
+        raise ValueError(f"{channel} is sent by the dispatcher itself")
+    SENDERS[channel] = sender
 
 
 def backoff_s(attempts: int, settings: Settings) -> float:
@@ -50,6 +84,8 @@ class Dispatcher:
 
     settings: Settings
     unrecorded: dict[Any, Outcome] = field(default_factory=dict)
+    senders: MutableMapping[str, Sender] = field(default_factory=lambda: SENDERS)
+    """The registered senders (the process-wide registry unless a test gives its own)."""
 
     async def dispatch_due(self, conn: AsyncConnection, client: httpx.AsyncClient, limit: int = 20) -> int:
         """Record what earlier rounds sent but could not record, then send up to `limit` due
@@ -62,7 +98,11 @@ class Dispatcher:
                 break
             delivery_id, channel, target, key, payload, attempts, received_at = claimed
             # sent outside any transaction: no row lock or open transaction waits on the network
-            ok, code, error = await _send(client, channel, target, key, payload, self.settings)
+            if channel in ("webhook", "email"):
+                ok, code, error = await _send(client, channel, target, key, payload, self.settings)
+            else:
+                ok, code, error = await self._send_other(client, Delivery(delivery_id, channel, target, key,
+                                                                          payload, attempts))
             outcome = Outcome(ok, code, error, channel, payload, received_at)
             try:
                 async with conn.transaction():
@@ -76,6 +116,18 @@ class Dispatcher:
             _count(outcome)
             delivered += outcome.ok
         return delivered
+
+    async def _send_other(self, client: httpx.AsyncClient, delivery: Delivery) -> SendResult:
+        """A channel of a registered sender; a sender that raises is a failed attempt, retried later."""
+        sender = self.senders.get(delivery.channel)
+        if sender is None:
+            return False, None, f"no sender for channel {delivery.channel} in this process"
+        try:
+            return await sender(client, delivery)
+        except Exception as error:  # noqa: BLE001 (one bad delivery must not stop the round: retried later)
+            log.error("sender failed", extra={"delivery_id": str(delivery.delivery_id),  # no message: it may
+                                              "channel": delivery.channel, "error": type(error).__name__})  # name data
+            return False, None, type(error).__name__
 
     async def _claim(self, conn: AsyncConnection) -> tuple[Any, ...] | None:
         """Take the next due delivery for this send: its `next_attempt_at` moves past the send's

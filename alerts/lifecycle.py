@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from alerts.careteams import patient_routes
 from alerts.decide import Alert, Contribution, Decision, Notification, announce, decide, evaluations
+from alerts.fhirpush import queue_fhir_async
 from alerts.routing import Route, routing_for
 from respmon.core.settings import Settings
 from schemas import Finding
@@ -165,12 +166,18 @@ async def _save(conn: AsyncConnection, decision: Decision, received_at: datetime
 
 async def _record(conn: AsyncConnection, alert_id: int, decision: Decision, finding_at: datetime | None,
                   settings: Settings) -> Notification | None:
-    """The audit rows and, for a notification, one outbox row per matching route."""
+    """The audit rows, for a notification one outbox row per matching route, and the change for the FHIR
+    routes once the team has been told of the alert (a backfilled alert held quiet is not pushed either)."""
+    event_id = 0
     for action, note in decision.events:
-        await conn.execute(
-            "INSERT INTO alert_events (alert_id, actor, action, note, finding_at) VALUES (%s, 'rules', %s, %s, %s)",
-            (alert_id, action, note, finding_at))
+        row = await (await conn.execute(
+            "INSERT INTO alert_events (alert_id, actor, action, note, finding_at) VALUES (%s, 'rules', %s, %s, %s)"
+            " RETURNING id", (alert_id, action, note, finding_at))).fetchone()
+        event_id = int(row[0]) if row is not None else event_id
     sent, alert = decision.notification, decision.alert
+    if alert is not None and alert.notified_severity is not None and decision.events:
+        await queue_fhir_async(conn, settings, alert_id, alert.category, alert.severity, decision.events[-1][0],
+                               event_id)
     if sent is None or alert is None:
         return None
     routes = routing_for(settings).notify_routes(alert.category, alert.severity)

@@ -19,7 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from respmon.core.settings import Settings
 from schemas.findings import CATEGORIES, SEVERITY_ORDER, Category, Severity
 
-Channel = Literal["webhook", "email"]
+Channel = Literal["webhook", "email", "fhir"]
+"""`fhir`: the alert itself, as a FHIR transaction Bundle to a FHIR server base URL, at every change
+(opened, severity changed, acknowledged, resolved), never as a notification or an escalation."""
 
 
 class Route(BaseModel):
@@ -27,7 +29,7 @@ class Route(BaseModel):
 
     name: str
     channel: Channel
-    target: str = Field(min_length=1, description="webhook URL or e-mail address(es), comma-separated")
+    target: str = Field(min_length=1, description="webhook URL, e-mail address(es) comma-separated, FHIR base URL")
     team: str = "respiratory"
     categories: tuple[Category, ...] = CATEGORIES
     min_severity: Severity = "warn"
@@ -52,10 +54,16 @@ class Routing(BaseModel):
     escalation: Escalation | None = None
 
     def notify_routes(self, category: str, severity: str) -> list[Route]:
-        return [r for r in self.routes if r.matches(category, severity)]
+        return [r for r in self.routes if r.matches(category, severity) and r.channel != "fhir"]
 
     def escalation_routes(self, category: str, severity: str) -> list[Route]:
-        return [r for r in self.escalation.routes if r.matches(category, severity)] if self.escalation else []
+        return [r for r in self.escalation.routes if r.matches(category, severity) and r.channel != "fhir"
+                ] if self.escalation else []
+
+    def fhir_routes(self) -> list[Route]:
+        """The FHIR servers every change of an alert goes to (whatever its category and severity: the caller
+        filters, since an alert already pushed keeps being pushed when it turns milder)."""
+        return [r for r in self.routes if r.channel == "fhir"]
 
 
 class RoutingError(ValueError):
@@ -91,11 +99,17 @@ def load_routing(path: Path) -> Routing:
 
 @lru_cache
 def routing_for(settings: Settings) -> Routing:
+    """The routing file's routes (or the default webhook), plus a `fhir` route to `RESPMON_FHIR_SERVER_URL`."""
     if settings.routing_file is not None:
-        return load_routing(settings.routing_file)
-    if settings.webhook_url:
-        return default_routing(settings.webhook_url)
-    return Routing()
+        routing = load_routing(settings.routing_file)
+    elif settings.webhook_url:
+        routing = default_routing(settings.webhook_url)
+    else:
+        routing = Routing()
+    if settings.fhir_server_url:
+        fhir = Route(name="fhir-server", channel="fhir", target=settings.fhir_server_url.rstrip("/"))
+        routing = routing.model_copy(update={"routes": (*routing.routes, fhir)})
+    return routing
 
 
 def default_routing(webhook_url: str) -> Routing:

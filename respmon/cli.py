@@ -76,6 +76,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     if os.environ.get("RESPMON_WORKER_CHILD") == "1":  # the supervised child: build the app and run it
         from processors.app import run
+        from respmon.fhir.push import install
+        install(get_settings())  # the outbox's `fhir` deliveries (processors may not import respmon.fhir)
 
         run(get_settings())
     from processors.rules.loader import RulesError, load_rules

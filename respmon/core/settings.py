@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     delivery_timeout_s: float = 5.0
     delivery_backoff_base_s: float = 2.0
     delivery_backoff_max_s: float = 300.0
+    # FHIR push: every alert change as a transaction Bundle to this FHIR R4 server base (through the outbox)
+    fhir_server_url: str | None = None
+    fhir_server_token: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8081"
     escalation_check_s: float = 30.0
     # a finding dated further back than this when it is computed (a backfilled SD card) is stored, not notified

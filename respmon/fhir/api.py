@@ -178,6 +178,20 @@ def rule_sources(rules: RuleSet, rule_id: str) -> list[str]:
             *(c.source for _, c in rule.lets), *(c.source for _, c in rule.evidence)]
 
 
+def alert_evidence(conn: Any, alert: dict[str, Any], settings: Settings) -> dict[str, list[dict[str, Any]]]:
+    """Contributing rule id -> the Observation rows its evidence rests on (the DetectedIssue's evidence)."""
+    rules = _rules(str(settings.rules_file) if settings.rules_file else None,
+                   str(settings.rules_overrides) if settings.rules_overrides else None)
+    contributing: dict[str, Any] = alert.get("rules") or {alert["rule_id"]: {}}
+    evidence: dict[str, list[dict[str, Any]]] = {}
+    for rule_id, info in contributing.items():
+        at = rule_time(info.get("at") if isinstance(info, dict) else None, alert["finding_at"])
+        recorded = (alert.get("evidence") or {}).get(rule_id) or {}
+        inputs = q.evidence_inputs(recorded, at, rule_sources(rules, rule_id))
+        evidence[rule_id] = q.evidence_rows(conn, alert["patient_id"], inputs)
+    return evidence
+
+
 def fhir_routes(pool: ConnectionPool[Any], settings: Settings, member: Callable[..., Member]) -> APIRouter:
     """`/fhir/r4/...`: `member(authorization, respmon_session)` is the team API's credential check."""
     router = APIRouter(prefix=PREFIX)
@@ -371,17 +385,9 @@ def fhir_routes(pool: ConnectionPool[Any], settings: Settings, member: Callable[
         return await guarded(request, work)
 
     def issue(conn: Any, alert: dict[str, Any]) -> dict[str, Any]:
-        rules = _rules(str(settings.rules_file) if settings.rules_file else None,
-                       str(settings.rules_overrides) if settings.rules_overrides else None)
-        contributing: dict[str, Any] = alert.get("rules") or {alert["rule_id"]: {}}
-        evidence: dict[str, list[str]] = {}
-        for rule_id, info in contributing.items():
-            at = rule_time(info.get("at") if isinstance(info, dict) else None, alert["finding_at"])
-            recorded = (alert.get("evidence") or {}).get(rule_id) or {}
-            inputs = q.evidence_inputs(recorded, at, rule_sources(rules, rule_id))
-            rows = q.evidence_rows(conn, alert["patient_id"], inputs)
-            evidence[rule_id] = [q.observation_id(r) for r in rows]
-        return fr.detected_issue(alert, evidence)
+        cited = alert_evidence(conn, alert, settings)
+        return fr.detected_issue(alert, {rule_id: [q.observation_id(r) for r in rows]
+                                         for rule_id, rows in cited.items()})
 
     @router.get("/DetectedIssue")
     async def search_issues(request: Request) -> Response:

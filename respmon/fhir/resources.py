@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
@@ -249,3 +250,38 @@ def operation_outcome(code: str, message: str, parameter: str | None = None) -> 
     if parameter:
         issue["details"] = {"text": f"parameter {parameter}"}
     return _dump(OperationOutcome, {"resourceType": "OperationOutcome", "issue": [issue]})
+
+
+PUSHED_ISSUE_PREFIX = "respmon-alert-"
+"""The id of a pushed DetectedIssue: `respmon-alert-<alert id>` (servers such as HAPI refuse client-assigned
+ids that are all digits, and the prefix keeps ours apart from other systems' DetectedIssues)."""
+
+
+def pushed_patient_ref(patient_id: str) -> str:
+    """The transaction's stable placeholder for the patient (`urn:uuid:` of uuid5 of the identifier)."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{PATIENT_SYSTEM}|{patient_id}')}"
+
+
+def transaction(server: str, issue: dict[str, Any], observations: Sequence[dict[str, Any]],
+                patient_id: str) -> dict[str, Any]:
+    """An alert as a FHIR `transaction` Bundle for a FHIR server at `server` (its base URL): the patient as a
+    conditional create (`ifNoneExist` on the respmon identifier: the server's existing Patient is used, never
+    overwritten), then the Observations the DetectedIssue cites and the DetectedIssue, each a PUT on its stable
+    id. Sending it twice leaves the server as once; every reference to the patient points at its entry."""
+    base = server.rstrip("/")
+    local, placeholder = f"Patient/{fhir_id(patient_id)}", pushed_patient_ref(patient_id)
+
+    def repoint(resource: dict[str, Any], element: str) -> dict[str, Any]:
+        ref = resource.get(element) or {}
+        return {**resource, element: {**ref, "reference": placeholder}} if ref.get("reference") == local else resource
+
+    who = {k: v for k, v in patient(patient_id).items() if k != "id"}
+    issue = {**repoint(issue, "patient"), "id": f"{PUSHED_ISSUE_PREFIX}{issue['id']}"}
+    entries: list[dict[str, Any]] = [{
+        "fullUrl": placeholder, "resource": who,
+        "request": {"method": "POST", "url": "Patient",
+                    "ifNoneExist": f"identifier={quote(f'{PATIENT_SYSTEM}|{patient_id}', safe=':|')}"}}]
+    for resource in [*(repoint(o, "subject") for o in observations), issue]:
+        path = f"{resource['resourceType']}/{resource['id']}"
+        entries.append({"fullUrl": f"{base}/{path}", "resource": resource, "request": {"method": "PUT", "url": path}})
+    return _dump(Bundle, {"resourceType": "Bundle", "type": "transaction", "entry": entries})

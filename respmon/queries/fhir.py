@@ -253,6 +253,12 @@ def search_alerts(conn: psycopg.Connection[Any], member_id: str, patients: Seque
     return total, rows
 
 
+def read_alert(conn: psycopg.Connection[Any], alert_id: int) -> dict[str, Any] | None:
+    """One alert by id, whoever's patient (the FHIR push: no member's scope)."""
+    return conn.cursor(row_factory=dict_row).execute(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = %s",
+                                                     (alert_id,)).fetchone()
+
+
 # -- what an alert's evidence rests on ------------------------------------------------------------------------------
 
 _FIELD = re.compile(r"\b(spiro|oxi|niv|alsfrs|gas|tcco2)\.([a-z_][a-z0-9_]*)")

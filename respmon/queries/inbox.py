@@ -32,9 +32,11 @@ from psycopg.rows import dict_row
 
 from alerts.access import Look, roles_that
 from alerts.api import TEAM_ACTIONS, refusal
+from alerts.fhirpush import queue_fhir
 from alerts.team import Member
 from processors.metrics.trends import DAYS_PER_MONTH, SlopeResult, projected_crossing
 from processors.rules.loader import RuleSet, load_rules
+from respmon.core.settings import Settings
 from schemas.findings import CATEGORIES, SEVERITIES, SEVERITY_ORDER
 
 DATA_DAYS = 183
@@ -557,14 +559,18 @@ _FROM: dict[Verb, tuple[str, ...] | None] = {"acknowledge": ("open",), "resolve"
 
 
 def act(conn: psycopg.Connection[Any], alert_id: int, member_id: str, verb: Verb, looked: Look, *,
-        note: str = "", assignee: str | None = None, until: date | None = None, today: date | None = None) -> str:
-    """Do one action on an alert in one transaction (the change and its `alert_events` row); returns the
-    alert's patient id. Raises Refused (after the commit, so the look at the alert stays recorded)."""
+        note: str = "", assignee: str | None = None, until: date | None = None, today: date | None = None,
+        settings: Settings | None = None) -> str:
+    """Do one action on an alert in one transaction (the change, its `alert_events` row and, for an
+    acknowledgement or resolution with `settings`, the FHIR push of the change); returns the alert's patient id.
+    Raises Refused (after the commit, so the look at the alert stays recorded)."""
     refused: tuple[int, str] | None = None
     with conn.transaction():
         refused = refusal(conn, alert_id, Member(member_id, "session"), _PERMISSION[verb], looked, _FROM[verb])
         if refused is None:
             refused = _change(conn, alert_id, member_id, verb, note, assignee, until, today)
+        if refused is None and settings is not None and verb in ("acknowledge", "resolve"):
+            _push(conn, settings, alert_id, _COUNTED[verb])
         patient = alert_patient(conn, alert_id)
     if refused is not None or patient is None:
         raise Refused(*(refused or (404, f"alert {alert_id} not found")))
@@ -606,6 +612,15 @@ def _change(conn: psycopg.Connection[Any], alert_id: int, member_id: str, verb: 
     conn.execute("INSERT INTO alert_events (alert_id, actor, action, note) VALUES (%s, %s, %s, %s)",
                  (alert_id, member_id, event, said))
     return None
+
+
+def _push(conn: psycopg.Connection[Any], settings: Settings, alert_id: int, change: str) -> None:
+    """Queue the change just recorded for the FHIR routes (`alerts/fhirpush.py`), keyed by its event."""
+    row = conn.cursor(row_factory=dict_row).execute(
+        "SELECT a.category, a.severity, max(e.id) AS event_id FROM alerts a JOIN alert_events e USING (alert_id)"
+        " WHERE a.alert_id = %s GROUP BY a.category, a.severity", (alert_id,)).fetchone()
+    if row is not None:
+        queue_fhir(conn, settings, alert_id, row["category"], row["severity"], change, row["event_id"])
 
 
 def alert_patient(conn: psycopg.Connection[Any], alert_id: int) -> str | None:

@@ -158,7 +158,7 @@ def _act(web: Web, request: Request, who: Person, alert_id: int, verb: Verb, bac
     with web.pool.connection() as conn:
         try:
             patient_id: str | None = act(conn, alert_id, who.member_id, verb, looked(request, who, verb),
-                                         today=day, **given)
+                                         today=day, settings=web.settings, **given)
             refused: Refused | None = None
         except Refused as exc:
             patient_id, refused = None, exc

@@ -60,7 +60,39 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.app import create_app
 
     settings = get_settings()
-    return _refused("ingest", settings) or _serve(create_app, settings.ingest_host, settings.ingest_port)
+    if refused := _refused("ingest", settings):
+        return refused
+    if settings.ingest_processes > 1:
+        return _serve_processes("respmon.cli:ingest_app", settings.ingest_host, settings.ingest_port,
+                                settings.ingest_processes)
+    return _serve(create_app, settings.ingest_host, settings.ingest_port)
+
+
+def ingest_app() -> object:
+    """ingest as each of several uvicorn worker processes builds it: they are spawned, so each sets up
+    its own JSON logs (uvicorn's parent configured only itself)."""
+    from ingest.app import create_app
+    from respmon.core.logs import setup_logging
+
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_repeat_window_s)
+    return create_app(settings)
+
+
+def _serve_processes(factory: str, host: str, port: int, processes: int) -> int:
+    """`processes` uvicorn workers accepting on one port: the parent binds it and hands the socket to its
+    spawned children (one CPU-bound process uses one core; parsing a night is CPU-bound). The parent
+    restarts a child that dies. Each child has its own Prometheus registry: /metrics answers for the child
+    that takes the scrape (see README "Scale out by processes")."""
+    import uvicorn
+
+    from respmon.core.logs import setup_logging
+
+    settings = get_settings()
+    setup_logging(settings.log_level, settings.log_repeat_window_s)
+    uvicorn.run(factory, factory=True, workers=processes, host=host, port=port, log_level="warning",
+                access_log=False, http="httptools", log_config=None, server_header=False)
+    return 0
 
 
 def cmd_alerts_api(args: argparse.Namespace) -> int:
@@ -77,8 +109,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if os.environ.get("RESPMON_WORKER_CHILD") == "1":  # the supervised child: build the app and run it
         from processors.app import run
         from respmon.fhir.push import install
-        install(get_settings())  # the outbox's `fhir` deliveries (processors may not import respmon.fhir)
 
+        install(get_settings())  # the outbox's `fhir` deliveries (processors may not import respmon.fhir)
         run(get_settings())
     from processors.rules.loader import RulesError, load_rules
     from respmon.core.logs import setup_logging

@@ -7,6 +7,8 @@ Upstream (faust-streaming 0.15.3, aiokafka 0.14.0), each function names what it 
   changelog partition of the stream's current event, and a batch writes after its last event;
 - `more_waiting`: `Channel.queue` (faust/channels.py:134), the stream's buffer of fetched events;
 - `tables_recovered`: `TableManager.recovery.completed` (faust/tables/recovery.py:182);
+- `rocksdb_databases`: a RocksDB table store's open databases, `Store._dbs` (faust/stores/rocksdb.py:292),
+  one rocksdict `Rdict` per partition this worker holds (active or standby);
 - `consumer_state`: the stall diagnostics, faust's partition sets and offsets and aiokafka's
   subscription, partition state and fetcher buffers. Diagnostics only: a failure there is reported.
 """
@@ -16,10 +18,11 @@ from typing import Any, cast
 
 import faust
 from faust.channels import Channel
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import Stream
 from faust.tables.manager import TableManager
 from faust.transport.consumer import Consumer
-from faust.types import TP, ConsumerT, EventT, StreamT
+from faust.types import TP, ConsumerT, EventT, StreamT, TableT
 
 
 def committed_offset(consumer: ConsumerT, tp: TP) -> int | None:
@@ -41,6 +44,14 @@ def more_waiting(stream: StreamT) -> bool:
 def tables_recovered(app: faust.App) -> bool:
     """True once the tables recovered from their changelogs after the last assignment."""
     return not app.in_recovery and cast(TableManager, app.tables).recovery.completed.is_set()
+
+
+def rocksdb_databases(table: TableT) -> list[Any] | None:
+    """The RocksDB databases (rocksdict `Rdict`) a table's store holds open, None when it is no RocksDB store."""
+    store = cast(Any, table).data
+    if not isinstance(store, RocksDBStore):
+        return None
+    return list(store._dbs.values())
 
 
 def _queued(app: faust.App) -> dict[str, int]:

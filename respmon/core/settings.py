@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # ingest HTTP service
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 8080
+    # ingest processes sharing the port (uvicorn workers: the parent binds it, the children accept on it)
+    ingest_processes: int = Field(default=1, ge=1, le=64)
     max_upload_bytes: int = 25 * 1024 * 1024
     publish_timeout_s: float = 15.0
     # a record dated later than now plus this skew (device clocks drift) or before this floor is refused (422)
@@ -52,6 +54,13 @@ class Settings(BaseSettings):
     # a worker that died (crash, OOM kill, stall exit) holds its partitions this long before another gets
     # them: faust's default is 60 s, a minute with no alerts for that worker's patients
     worker_session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
+    # where the patient-history table lives: RocksDB files under worker_data_dir (memory bounded by the cache
+    # below, a restart reads only the changelog written since) or a dict in memory (RSS grows with patients)
+    worker_store: Literal["rocksdb", "memory"] = "rocksdb"
+    # RocksDB block cache of the whole table (split evenly between its partitions), MiB
+    worker_rocksdb_cache_mib: int = Field(default=128, ge=8, le=65536)
+    # copies of each table partition other workers keep up to date from the changelog, to take over at once
+    worker_standby_replicas: int = Field(default=1, ge=0, le=5)
 
     # alert delivery and the team API
     routing_file: Path | None = None

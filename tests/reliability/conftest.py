@@ -118,13 +118,16 @@ class Services:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
-    def start(self, name: str, timeout_s: float = 90) -> subprocess.Popen[bytes]:
+    def start(self, name: str, timeout_s: float = 90, **extra: str) -> subprocess.Popen[bytes]:
+        """Start `respmon ingest` or `respmon worker`; a name like "worker-b" starts another one of that
+        service, on its own port (`extra`: more settings, e.g. its own RESPMON_WORKER_DATA_DIR)."""
         port = self.ports.setdefault(name, free_port())
-        variable = {"ingest": "RESPMON_INGEST_PORT", "worker": "RESPMON_WORKER_WEB_PORT"}[name]
+        command = name.split("-")[0]
+        variable = {"ingest": "RESPMON_INGEST_PORT", "worker": "RESPMON_WORKER_WEB_PORT"}[command]
         env = {**os.environ, **self.env, variable: str(port), "RESPMON_WEBHOOK_URL": self.receiver.url,
-               "RESPMON_WEBHOOK_SECRET": SECRET}
+               "RESPMON_WEBHOOK_SECRET": SECRET, **extra}
         with open(self.log_dir / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "respmon", name], env=env, cwd=ROOT, stdout=log,
+            proc = subprocess.Popen([sys.executable, "-m", "respmon", command], env=env, cwd=ROOT, stdout=log,
                                     stderr=subprocess.STDOUT)
         self.procs[name] = proc
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s, proc)
@@ -142,11 +145,11 @@ class Services:
         for name in list(self.procs):
             stop_process(self.procs.pop(name))
 
-    def worker_ready(self, timeout_s: float = 90) -> None:
+    def worker_ready(self, timeout_s: float = 90, name: str = "worker") -> None:
         """The worker's consumer owns its partitions (its lag gauge reports them)."""
         def assigned() -> bool:
             try:
-                text = httpx.get(f"{self.url('worker')}/metrics", timeout=2).text
+                text = httpx.get(f"{self.url(name)}/metrics", timeout=2).text
             except httpx.HTTPError:
                 return False
             return "respmon_worker_consumer_lag{" in text

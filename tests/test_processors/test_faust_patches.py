@@ -278,3 +278,43 @@ def test_tables_count_as_recovered_only_once_faust_says_so(app: faust.App) -> No
     assert internals.tables_recovered(app) is False  # not started
     cast(Any, app.tables).recovery.completed.set()
     assert internals.tables_recovered(app) is True
+
+
+# -- RocksDB table store --------------------------------------------------------------------------------
+
+class _FakeMessage:
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+
+class _FakeEvent:
+    """What faust's RocksDB store reads of the current event: `message.partition`."""
+
+    def __init__(self, partition: int) -> None:
+        self.message = _FakeMessage(partition)
+
+
+def test_rocksdb_reads_a_key_from_the_current_events_partition_which_is_why_the_worker_focuses_each_event(
+        tmp_path: Any) -> None:
+    """faust's RocksDB store keeps one database per partition and looks a key up in the database of the
+    current event's partition only (faust/stores/rocksdb.py `Store._get`): a batch mixing partitions must
+    make each event current before reading its patient's history (processors/app.py `Worker.evaluate`),
+    or a patient on another partition reads as new. `internals.rocksdb_databases` sees the open databases."""
+    rocks = faustfix.patched_app("faustfix-rocks", broker="kafka://127.0.0.1:1", store="rocksdb://",
+                                 datadir=str(tmp_path), autodiscover=False)
+    table = rocks.Table("history", default=None, partitions=2, key_type=str, value_type=bytes,
+                        options={"block_cache_size": 1024 * 1024})
+    stream = rocks.stream(rocks.channel())
+    on_0, on_1 = _FakeEvent(0), _FakeEvent(1)
+    store = cast(Any, table.data)
+    internals.set_current_event(stream, cast(Any, on_0))
+    store._set(b"P1", b"history of P1")
+    internals.set_current_event(stream, cast(Any, on_1))
+    assert store._get(b"P1") is None  # the other partition's database: upstream behaviour
+    internals.set_current_event(stream, cast(Any, on_0))
+    assert store._get(b"P1") == b"history of P1"
+    databases = internals.rocksdb_databases(table)
+    assert databases is not None and len(databases) == 2
+    memory_table = faustfix.patched_app("faustfix-mem", broker="kafka://127.0.0.1:1", store="memory://",
+                                        autodiscover=False).Table("history", partitions=2)
+    assert internals.rocksdb_databases(memory_table) is None

@@ -45,7 +45,7 @@ def test_history_gauges_count_held_values_and_their_bytes_when_scraped() -> None
     from processors import telemetry
 
     table: dict[str, bytes | None] = {"A": b'{"a":1}', "B": None, "C": b"x" * 1000}
-    telemetry.watch_histories(table.values)
+    telemetry.watch_histories(lambda: telemetry.history_footprint(table.values()))
     table["D"] = b"yy"  # a patient added after start-up shows at the next scrape
     lines = generate_latest().decode().splitlines()
     assert "respmon_worker_patient_histories 3.0" in lines

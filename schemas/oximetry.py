@@ -17,9 +17,10 @@ fails its insert."""
 class DeviceSummary(BaseModel):
     """What the oximeter itself computed for the night (the O2Ring's file header), kept beside our metrics.
 
-    Device-reported, never used by the rules: the device's definitions are undocumented and differ from
-    ours (`processors/metrics/DEFINITIONS.md`, "Device-reported values"), so they are shown for comparison
-    only. Counts are one byte on the O2Ring: 255 means "at least 255".
+    Device-reported, never in a rule's condition (the oximetry rules show them in their evidence): the
+    device's definitions are undocumented and differ from ours (`processors/metrics/DEFINITIONS.md`,
+    "Device-reported values"), so they are shown for comparison only. Counts are one byte on the O2Ring:
+    255 means "at least 255".
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

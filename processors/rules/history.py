@@ -27,7 +27,7 @@ from processors.metrics.kinds import METRICS
 from processors.rules.rows import STORE_ROWS, VIEWS
 from schemas import CareStateChange, Envelope
 from schemas.envelope import AnyRecord
-from schemas.kinds import OXIMETRY, RECORD_KINDS, SPIROMETRY, Kind, kind_of
+from schemas.kinds import DEVICE_SUMMARY_COLUMNS, OXIMETRY, RECORD_KINDS, SPIROMETRY, Kind, kind_of
 from schemas.niv import merged
 
 __all__ = ["HISTORY_VERSION", "KEEP_DAYS", "KEEP_MAX_PER_KIND", "STORES", "PatientHistory", "Record", "event_time",
@@ -102,9 +102,16 @@ _PAIRED = frozenset({"supine_drop_pct"})
 """Row fields set from another row (a sitting session's drop to the same day's supine one), not the record."""
 
 
+_SHOWN_ONLY = frozenset(DEVICE_SUMMARY_COLUMNS)
+"""Row fields only evidence shows (the oximeter's own figures, rules 0.2.1): a row written before they were
+kept lacks them, and the same record delivered again after the upgrade is still a replay (a new evaluation
+would count toward a rule's ``resolve_after``)."""
+
+
 def _same_row(stored: Mapping[str, Any], built: Mapping[str, Any]) -> bool:
     """The stored row is what this record builds: the record was seen before."""
-    return all(stored.get(f) == v for f, v in built.items() if f not in _PAIRED)
+    return all(stored.get(f) == v for f, v in built.items()
+               if f not in _PAIRED and (f in stored or f not in _SHOWN_ONLY))
 
 
 def _present(*values: Any) -> list[float]:

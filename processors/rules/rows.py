@@ -85,6 +85,13 @@ class OxiRow(Row):
     odi3: float | None
     odi4: float | None
     mean_pulse: float | None
+    # what the oximeter itself reported for the night (OximetryNight.device_summary; None when it reported
+    # nothing, and on rows written before they were kept): evidence beside ours, never a rule's condition
+    device_mean_spo2: float | None
+    device_min_spo2: float | None
+    device_drops3: int | None
+    device_drops4: int | None
+    device_t90_s: int | None
 
 
 class NivRow(Row):

@@ -43,8 +43,11 @@ def _agg(reduce: Callable[[list[Any]], Any], flags: bool = False) -> Callable[[C
 
 
 def _latest(call: Call, ctx: EvalContext) -> Any:
+    """With ``skip_missing=False``: the value on the newest row of the window, missing when that row has none
+    (a device-reported figure beside ours is the same night's, never an older night's)."""
     series = series_arg(call)
-    picked, window = select_rows(call, ctx, series, default_last=1)
+    keep_missing = keyword_value(call, "skip_missing", ctx, True) is False
+    picked, window = select_rows(call, ctx, series, default_last=1, keep_missing=keep_missing)
     value = picked[-1][1] if picked else None
     entry: dict[str, Any] = {"value": round_value(value), "window": window}
     if picked:
@@ -242,7 +245,8 @@ def _median(vs: list[float]) -> float:
 
 
 FUNCTIONS: dict[str, FuncSpec] = {
-    "latest": FuncSpec("series", WINDOW_KW, "elem", _latest, "value of the most recent row with a value"),
+    "latest": FuncSpec("series", {**WINDOW_KW, "skip_missing": BOOL}, "elem", _latest,
+                       "value of the most recent row with a value (skip_missing=False: of the most recent row)"),
     "first": FuncSpec("series", WINDOW_KW, "elem", _first, "value of the oldest row with a value"),
     "count": FuncSpec("bool_series", WINDOW_KW, NUM, _agg(lambda vs: sum(1 for v in vs if v), flags=True),
                       "number of rows where the yes/no series is yes"),

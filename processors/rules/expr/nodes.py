@@ -45,9 +45,16 @@ __all__ = [
 ]
 
 
+RowFn = Callable[[dict[str, Any], EvalContext], Any]
+"""A series node's value for one row, as a closure: ``fn(row, ctx)`` is ``node.val(row, kind, ctx)``."""
+
+
 class Node:
     typ: Any = ANY
     src: str = ""
+    pure: bool = False
+    """Evaluating it has no effect (no trace, no let or definition cached) and cannot fail: a row function
+    may then skip it once an operand is missing, and the result is the same."""
 
     def ev(self, ctx: EvalContext) -> Any:  # scalar nodes
         raise NotImplementedError
@@ -67,8 +74,26 @@ class SeriesNode(Node):
     def ev(self, ctx: EvalContext) -> Any:  # pragma: no cover - guarded by type checks
         raise ExprError("a series needs an aggregate such as latest(...)")
 
+    def row_fn(self, kind: str) -> RowFn:
+        """``val`` for rows of `kind` as one closure, built once per node and kind: an aggregate calls it for
+        every row of its window, and the closures skip the method dispatch and temporary lists of ``val``
+        (rules 0.2.0 spent most of an event there). Same values as ``val``, row for row."""
+        fns: dict[str, RowFn] | None = self.__dict__.get("_row_fns")
+        if fns is None:
+            fns = self.__dict__["_row_fns"] = {}
+        fn = fns.get(kind)
+        if fn is None:
+            fn = fns[kind] = self._row_fn(kind)
+        return fn
+
+    def _row_fn(self, kind: str) -> RowFn:
+        val = self.val
+        return lambda row, ctx: val(row, kind, ctx)
+
 
 class Const(Node):
+    pure = True
+
     def __init__(self, value: Any, typ: Any):
         self.value, self.typ = value, typ
 
@@ -77,6 +102,8 @@ class Const(Node):
 
 
 class ParamRef(Node):
+    pure = True  # the compiler checked the name is a param of the rule
+
     def __init__(self, name: str, typ: Any):
         self.name, self.typ = name, typ
 
@@ -112,8 +139,17 @@ class LetSeries(SeriesNode):
     def show(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
         return self.node.show(row, kind, ctx)
 
+    @property
+    def pure(self) -> bool:  # type: ignore[override]
+        return self.node.pure
+
+    def _row_fn(self, kind: str) -> RowFn:
+        return self.node.row_fn(kind)
+
 
 class KindRef(Node):
+    pure = True
+
     def __init__(self, kind: str):
         self.kind, self.typ = kind, KIND
 
@@ -133,6 +169,23 @@ class Field(SeriesNode):
         if self.item is not None:
             return r["items"][self.item - 1]
         return r.get(self.name)
+
+    @property
+    def pure(self) -> bool:  # type: ignore[override]
+        return self.item is None  # an item index could fail on a short list: evaluated as val does
+
+    def _row_fn(self, kind: str) -> RowFn:
+        name, other = self.name, self.kind
+        if self.item is not None:
+            return super()._row_fn(kind)
+        if kind == other:
+            return lambda row, ctx: row.get(name)
+
+        def joined(row: dict[str, Any], ctx: EvalContext) -> Any:
+            r = ctx.lookup(other, row["k"])
+            return None if r is None else r.get(name)
+
+        return joined
 
 
 COMPARISONS: dict[type, Callable[[Any, Any], bool]] = {
@@ -173,6 +226,21 @@ def _sshow(node: Node, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
     return node.show(row, kind, ctx) if isinstance(node, SeriesNode) else node.ev(ctx)
 
 
+def _operand_fn(node: Node, kind: str) -> RowFn:
+    """What `_sval` gives for a row, as a closure (a constant is returned as is)."""
+    if isinstance(node, SeriesNode):
+        return node.row_fn(kind)
+    if isinstance(node, Const):
+        value = node.value
+        return lambda row, ctx: value
+    ev = node.ev
+    return lambda row, ctx: ev(ctx)
+
+
+def _all_pure(nodes: list[Node]) -> bool:
+    return all(n.pure for n in nodes)
+
+
 class Compare(Node):
     def __init__(self, parts: list[Node], ops: list[Callable[[Any, Any], bool]]):
         self.parts, self.ops, self.typ = parts, ops, BOOL
@@ -194,6 +262,52 @@ class SeriesCompare(SeriesNode):
         if any(v is None for v in values):
             return None
         return all(op(a, b) for op, a, b in zip(self.ops, values, values[1:]))
+
+    @property
+    def pure(self) -> bool:  # type: ignore[override]
+        return _all_pure(self.parts)
+
+    def _row_fn(self, kind: str) -> RowFn:
+        if len(self.parts) != 2:
+            return super()._row_fn(kind)
+        fa, fb = (_operand_fn(p, kind) for p in self.parts)
+        op = self.ops[0]
+        first, second = self.parts
+        if isinstance(first, Field) and first.item is None and first.kind == kind and isinstance(second, ParamRef):
+            # the commonest window condition (`niv.usage_hours >= params.min_use_hours`) in one call per row
+            name, param = first.name, second.name
+
+            def field_param(row: dict[str, Any], ctx: EvalContext) -> Any:
+                a = row.get(name)
+                if a is None:
+                    return None
+                b = ctx.params[param]
+                return None if b is None else bool(op(a, b))
+
+            return field_param
+        if isinstance(first, Field) and first.item is None and first.kind == kind and isinstance(second, Const):
+            name, b = first.name, second.value
+
+            def field_const(row: dict[str, Any], ctx: EvalContext) -> Any:
+                a = row.get(name)
+                return None if a is None or b is None else bool(op(a, b))
+
+            return field_const
+        if self.pure:
+            def short(row: dict[str, Any], ctx: EvalContext) -> Any:
+                a = fa(row, ctx)
+                if a is None:
+                    return None
+                b = fb(row, ctx)
+                return None if b is None else bool(op(a, b))  # all() of the one comparison
+
+            return short
+
+        def both(row: dict[str, Any], ctx: EvalContext) -> Any:
+            a, b = fa(row, ctx), fb(row, ctx)
+            return None if a is None or b is None else bool(op(a, b))
+
+        return both
 
     def show(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
         return _sshow(self.parts[0], row, kind, ctx)
@@ -219,6 +333,31 @@ class SeriesBoolOp(SeriesNode):
             return None  # rows are joined: a row missing any operand drops out
         return all(values) if self.is_and else any(values)
 
+    @property
+    def pure(self) -> bool:  # type: ignore[override]
+        return _all_pure(self.parts)
+
+    def _row_fn(self, kind: str) -> RowFn:
+        fns = [_operand_fn(p, kind) for p in self.parts]
+        reduce = all if self.is_and else any
+        if self.pure:
+            def short(row: dict[str, Any], ctx: EvalContext) -> Any:
+                values = []
+                for fn in fns:
+                    v = fn(row, ctx)
+                    if v is None:
+                        return None  # missing whatever the other operands are: they need not be read
+                    values.append(v)
+                return reduce(values)
+
+            return short
+
+        def every(row: dict[str, Any], ctx: EvalContext) -> Any:
+            values = [fn(row, ctx) for fn in fns]
+            return None if any(v is None for v in values) else reduce(values)
+
+        return every
+
     def show(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
         return _sshow(self.parts[0], row, kind, ctx)
 
@@ -240,6 +379,19 @@ class SeriesNot(SeriesNode):
     def val(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
         v = self.operand.val(row, kind, ctx)
         return None if v is None else not v
+
+    @property
+    def pure(self) -> bool:  # type: ignore[override]
+        return self.operand.pure
+
+    def _row_fn(self, kind: str) -> RowFn:
+        fn = self.operand.row_fn(kind)
+
+        def negated(row: dict[str, Any], ctx: EvalContext) -> Any:
+            v = fn(row, ctx)
+            return None if v is None else not v
+
+        return negated
 
     def show(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
         return self.operand.show(row, kind, ctx)
@@ -268,6 +420,11 @@ class SeriesArith(SeriesNode):
 
     def val(self, row: dict[str, Any], kind: str, ctx: EvalContext) -> Any:
         return _arith(self.op, _sval(self.left, row, kind, ctx), _sval(self.right, row, kind, ctx))
+
+    def _row_fn(self, kind: str) -> RowFn:
+        # not pure: division by zero is missing, but an operation on mismatched values may fail as in val
+        fl, fr, op = _operand_fn(self.left, kind), _operand_fn(self.right, kind), self.op
+        return lambda row, ctx: _arith(op, fl(row, ctx), fr(row, ctx))
 
 
 class Attr(Node):

@@ -14,6 +14,9 @@ __all__ = ["DAY_S", "MAX_POINTS", "evidence_points", "iso_time", "keyword_value"
            "series_arg"]
 
 DAY_S = 86400.0
+ROW_FUNCTIONS = True
+"""Read window rows through each series' compiled row function (``SeriesNode.row_fn``); False reads them
+through ``val``, the reference path the property tests compare it with (same findings, row for row)."""
 MAX_POINTS = 14
 """Evidence keeps at most this many (most recent) points per input, plus the count."""
 
@@ -33,13 +36,14 @@ def keyword_value(call: Call, name: str, ctx: EvalContext, default: Any = None) 
     return default if node is None else node.ev(ctx)
 
 
-def select_rows(call: Call, ctx: EvalContext, series: SeriesNode, *, default_last: int | None = None
-            ) -> tuple[list[tuple[dict[str, Any], Any]], dict[str, Any]]:
+def select_rows(call: Call, ctx: EvalContext, series: SeriesNode, *, default_last: int | None = None,
+                keep_missing: bool = False) -> tuple[list[tuple[dict[str, Any], Any]], dict[str, Any]]:
     """Rows of the series' primary kind in the call's window, newest last, with their values.
 
     Window keywords: ``nights``/``sessions``/``last`` = the last N rows that have a value;
     ``days`` = rows in (as_of - days, as_of]; ``valid_only`` (default true) drops invalid nights and
-    unusable sessions; ``where`` = a yes/no series a row must satisfy.
+    unusable sessions; ``where`` = a yes/no series a row must satisfy. ``keep_missing``: rows without a
+    value count too (their value None), so the newest row is the newest of the window, value or not.
     """
     kind = series.typ.primary
     rows = ctx.rows(kind)
@@ -56,17 +60,34 @@ def select_rows(call: Call, ctx: EvalContext, series: SeriesNode, *, default_las
     if days is not None:
         start = bisect_left(rows, ctx.as_ts - float(days) * DAY_S + 1e-6, key=lambda r: r["t"])
     picked: list[tuple[dict[str, Any], Any]] = []
-    for row in reversed(rows[start:]):
-        if valid_only and not row.get("ok", True):
-            continue
-        if where is not None and where.val(row, kind, ctx) is not True:
-            continue
-        v = series.val(row, kind, ctx)
-        if v is None:
-            continue
-        picked.append((row, v))
-        if last is not None and len(picked) >= int(last):
-            break
+    if ROW_FUNCTIONS:
+        value = series.row_fn(kind)
+        keep = None if where is None else where.row_fn(kind)
+        limit = None if last is None else int(last)
+        for i in range(len(rows) - 1, start - 1, -1):
+            row = rows[i]
+            if valid_only and not row.get("ok", True):
+                continue
+            if keep is not None and keep(row, ctx) is not True:
+                continue
+            v = value(row, ctx)
+            if v is None and not keep_missing:
+                continue
+            picked.append((row, v))
+            if limit is not None and len(picked) >= limit:
+                break
+    else:
+        for row in reversed(rows[start:]):
+            if valid_only and not row.get("ok", True):
+                continue
+            if where is not None and where.val(row, kind, ctx) is not True:
+                continue
+            v = series.val(row, kind, ctx)
+            if v is None and not keep_missing:
+                continue
+            picked.append((row, v))
+            if last is not None and len(picked) >= int(last):
+                break
     picked.reverse()
     window: dict[str, Any] = {"kind": kind}
     if last is not None:

@@ -37,10 +37,10 @@ def rules_file(tmp_path: Path, **changes: object) -> Path:
 
 def test_default_file_loads() -> None:
     rules = load_rules()
-    assert rules.version == "0.2.0"
+    assert rules.version == "0.2.1"
     assert rules.files == (str(DEFAULT_RULES),)
     assert len(rules.ids) == len(set(rules.ids)) >= 27
-    assert all(r.version == "0.2.0" for r in rules)
+    assert all(r.version == "0.2.1" for r in rules)
     assert {"on_niv", "niv_indicated"} <= set(rules.definitions)
 
 
@@ -204,8 +204,8 @@ def test_site_override_changes_a_threshold(tmp_path: Path) -> None:
     assert fvc_verdict(base, 47.0) is True
     assert fvc_verdict(local, 47.0) is False
     assert fvc_verdict(local, 44.0) is True
-    assert local.version == "0.2.0+north-1"
-    assert local.get("NS-FVC50").version == "0.2.0+north-1"
+    assert local.version == "0.2.1+north-1"
+    assert local.get("NS-FVC50").version == "0.2.1+north-1"
     assert local.get("NS-FVC50").params["fvc_pct_pred"] == 45
     assert base.get("NS-FVC50").params["fvc_pct_pred"] == 50  # default untouched
     assert not local.get("NS-SUPINE").enabled
@@ -261,4 +261,4 @@ def test_override_list_form(tmp_path: Path) -> None:
     site = write(tmp_path, "site.yaml", {"rules": [{"id": "NS-FVC50", "params": {"fvc_pct_pred": 40}}]})
     rules = load_rules(overrides=site)
     assert rules.get("NS-FVC50").params["fvc_pct_pred"] == 40
-    assert rules.version == "0.2.0+site"
+    assert rules.version == "0.2.1+site"

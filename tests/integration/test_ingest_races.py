@@ -18,6 +18,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from respmon.core.settings import get_settings
+from schemas import decode_envelope
 from tests.integration.conftest import Pipeline
 from tests.integration.test_walking_skeleton import session_json
 
@@ -50,7 +51,8 @@ def published(upload_ids: set[str]) -> list[dict[str, Any]]:
     consumer = KafkaConsumer(settings.measurements_topic, bootstrap_servers=settings.kafka_bootstrap,
                              auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=5000)
     try:
-        return [env for env in (json.loads(m.value) for m in consumer) if env.get("upload_id") in upload_ids]
+        decoded = (decode_envelope(m.value).model_dump(mode="json") for m in consumer)  # binary envelope (wire.py)
+        return [env for env in decoded if env.get("upload_id") in upload_ids]
     finally:
         consumer.close()
 

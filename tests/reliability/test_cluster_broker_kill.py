@@ -9,7 +9,6 @@ Every upload answered 202 is in the log (no producer duplicate of a first-try se
 once, the findings equal the offline replay, and the worker's log does not flood while a broker is down.
 """
 
-import json
 import signal
 import threading
 import time
@@ -22,6 +21,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from schemas import decode_envelope
 from tests.reliability.cluster import KafkaCluster
 from tests.reliability.conftest import (
     Device,
@@ -128,7 +128,7 @@ def read_topic(bootstrap: str, topic: str) -> Counter[str]:
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             for records in consumer.poll(timeout_ms=2000).values():
                 for record in records:
-                    seen[json.loads(record.value)["upload_id"]] += 1
+                    seen[str(decode_envelope(record.value).upload_id)] += 1  # the binary envelope (wire.py)
         return seen
     finally:
         consumer.close()

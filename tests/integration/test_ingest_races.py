@@ -9,7 +9,7 @@ import hashlib
 import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -45,14 +45,23 @@ def burst(send: Callable[[int], httpx.Response], size: int) -> list[httpx.Respon
     return answers  # type: ignore[return-value]
 
 
+def envelopes(values: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The upload envelopes among a topic's messages (binary, `schemas/wire.py`), as JSON-like dicts; the
+    care-state changes and ticks other tests publish on the same topic are not envelopes and are passed over."""
+    for value in values:
+        try:
+            yield decode_envelope(value).model_dump(mode="json")
+        except ValueError:  # pydantic's ValidationError and the wire's WireError are ValueErrors
+            continue
+
+
 def published(upload_ids: set[str]) -> list[dict[str, Any]]:
     """Envelopes on the measurements topic carrying one of these upload ids."""
     settings = get_settings()
     consumer = KafkaConsumer(settings.measurements_topic, bootstrap_servers=settings.kafka_bootstrap,
                              auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=5000)
     try:
-        decoded = (decode_envelope(m.value).model_dump(mode="json") for m in consumer)  # binary envelope (wire.py)
-        return [env for env in decoded if env.get("upload_id") in upload_ids]
+        return [env for env in envelopes(m.value for m in consumer) if env.get("upload_id") in upload_ids]
     finally:
         consumer.close()
 

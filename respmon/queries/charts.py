@@ -7,10 +7,7 @@ come back as stored; rounding and the chart layout are the page's (`respmon.web.
 """
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -18,43 +15,11 @@ import psycopg
 from psycopg.rows import dict_row, tuple_row
 
 from processors.metrics import oximetry as oxi
-from respmon.queries.records import oximetry_minutes, oximetry_signal
+from respmon.queries.records import Period, oximetry_minutes, oximetry_signal
 
-__all__ = ["DesaturationEvent", "Range", "add_note", "alerts_of", "care_states_of", "co2_series",
+__all__ = ["DesaturationEvent", "Period", "add_note", "alerts_of", "care_states_of", "co2_series",
            "desaturation_events", "night_minutes", "niv_night", "niv_series", "notes_of", "oximetry_night",
            "oximetry_series", "questionnaire_series", "raw_signal", "signal_window", "spirometry_series"]
-
-
-@dataclass(frozen=True)
-class Range:
-    """Days [start, end] (inclusive, UTC) and the instants that bound them, for the timestamp columns."""
-
-    start: date
-    end: date
-
-    @property
-    def lo(self) -> datetime:
-        return datetime.combine(self.start, time(0), tzinfo=UTC)
-
-    @property
-    def hi(self) -> datetime:
-        return datetime.combine(self.end + timedelta(days=1), time(0), tzinfo=UTC)
-
-    def params(self, patient_id: str) -> dict[str, Any]:
-        # a night dated D starts between D 00:00 and D+1 12:00 in any time zone (margins for pruning)
-        return {"p": patient_id, "start": self.start, "end": self.end, "lo": self.lo, "hi": self.hi,
-                "lo_night": self.lo - timedelta(days=1), "hi_night": self.hi + timedelta(days=1)}
-
-
-@contextmanager
-def _tuples(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
-    """`queries.records` reads rows as tuples; the team service's pool hands out dict-row connections."""
-    saved = conn.row_factory
-    conn.row_factory = tuple_row
-    try:
-        yield conn
-    finally:
-        conn.row_factory = saved
 
 
 def _rows(conn: psycopg.Connection[Any], sql: str, params: Any) -> list[dict[str, Any]]:
@@ -110,27 +75,27 @@ SELECT start_at AS at, night_date, valid, max_tcpco2, mean_tcpco2, gt55_min
  ORDER BY start_at, source"""
 
 
-def spirometry_series(conn: psycopg.Connection[Any], patient_id: str, days: Range) -> list[dict[str, Any]]:
+def spirometry_series(conn: psycopg.Connection[Any], patient_id: str, days: Period) -> list[dict[str, Any]]:
     """Every session in the range: FVC/SVC % predicted, posture and grade, MIP/SNIP/MEP, cough flow."""
     return _rows(conn, _SPIROMETRY, days.params(patient_id))
 
 
-def niv_series(conn: psycopg.Connection[Any], patient_id: str, days: Range) -> list[dict[str, Any]]:
+def niv_series(conn: psycopg.Connection[Any], patient_id: str, days: Period) -> list[dict[str, Any]]:
     """Every NIV night in the range: use, leak, AHI, rate, tidal volume, minute ventilation."""
     return _rows(conn, _NIV, days.params(patient_id))
 
 
-def oximetry_series(conn: psycopg.Connection[Any], patient_id: str, days: Range) -> list[dict[str, Any]]:
+def oximetry_series(conn: psycopg.Connection[Any], patient_id: str, days: Period) -> list[dict[str, Any]]:
     """Every oximetry night in the range with its metrics and whether its samples are stored."""
     return _rows(conn, _OXIMETRY, days.params(patient_id))
 
 
-def questionnaire_series(conn: psycopg.Connection[Any], patient_id: str, days: Range) -> list[dict[str, Any]]:
+def questionnaire_series(conn: psycopg.Connection[Any], patient_id: str, days: Period) -> list[dict[str, Any]]:
     """ALSFRS-R total, bulbar (items 1-3) and respiratory (items 10-12) subscores."""
     return _rows(conn, _ALSFRS, days.params(patient_id))
 
 
-def co2_series(conn: psycopg.Connection[Any], patient_id: str, days: Range) -> dict[str, list[dict[str, Any]]]:
+def co2_series(conn: psycopg.Connection[Any], patient_id: str, days: Period) -> dict[str, list[dict[str, Any]]]:
     """Blood gases and spot CO2 (`gases`) and overnight TcCO2 recordings (`tcco2`)."""
     params = days.params(patient_id)
     return {"gases": _rows(conn, _GASES, params), "tcco2": _rows(conn, _CAPNOGRAPHY, params)}
@@ -176,10 +141,10 @@ def oximetry_night(conn: psycopg.Connection[Any], patient_id: str, night: date,
                    source: str | None = None) -> dict[str, Any] | None:
     """The night's oximetry row (the first source unless one is named), None if there is none."""
     rows = _rows(conn, "SELECT * FROM oximetry_nights WHERE patient_id = %(p)s AND night_date = %(d)s"
-                       " AND start_at >= %(lo)s AND start_at < %(hi)s AND (%(s)s::text IS NULL OR source = %(s)s)"
+                       " AND start_at >= %(lo_night)s AND start_at < %(hi_night)s"
+                       " AND (%(s)s::text IS NULL OR source = %(s)s)"
                        " ORDER BY source LIMIT 1",
-                 {"p": patient_id, "d": night, "s": source, "lo": Range(night, night).lo - timedelta(days=1),
-                  "hi": Range(night, night).hi + timedelta(days=1)})
+                 {**Period(night, night).params(patient_id), "d": night, "s": source})
     return rows[0] if rows else None
 
 
@@ -194,8 +159,7 @@ def night_minutes(conn: psycopg.Connection[Any], patient_id: str, start_at: date
                   source: str) -> dict[str, Any] | None:
     """The stored per-minute SpO2 min/mean/max and pulse mean of one recording (None if not stored)."""
     day = start_at.astimezone(UTC).date()
-    with _tuples(conn):
-        nights = oximetry_minutes(conn, patient_id, day, day)
+    nights = oximetry_minutes(conn, patient_id, day, day)
     for night in nights:
         if night["start_at"] == start_at and night["source"] == source:
             return night
@@ -205,8 +169,7 @@ def night_minutes(conn: psycopg.Connection[Any], patient_id: str, start_at: date
 def raw_signal(conn: psycopg.Connection[Any], patient_id: str, start_at: datetime,
                source: str) -> dict[str, Any] | None:
     """One recording's decoded samples (`queries.records.oximetry_signal`), None if not stored."""
-    with _tuples(conn):
-        return oximetry_signal(conn, patient_id, start_at, source)
+    return oximetry_signal(conn, patient_id, start_at, source)
 
 
 def signal_window(conn: psycopg.Connection[Any], patient_id: str, start_at: datetime, source: str,

@@ -8,6 +8,7 @@ timezone-aware instant used for ordering (a NIV night, which the device reports 
 day, is placed at 12:00 UTC of its `night_date`).
 """
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -75,6 +76,34 @@ def _utc_midnight(d: date) -> datetime:
     return datetime.combine(d, time(0), tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class Period:
+    """Days `start` to `end`, both included (UTC calendar days), and the instants that bound them: what every
+    read of a patient's series over a period takes (timeline, charts, report)."""
+
+    start: date
+    end: date
+
+    @property
+    def lo(self) -> datetime:
+        return _utc_midnight(self.start)
+
+    @property
+    def hi(self) -> datetime:
+        """The first instant after the period."""
+        return _utc_midnight(self.end + timedelta(days=1))
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def params(self, patient_id: str) -> dict[str, Any]:
+        """The query parameters: `p`, `start`/`end` (days), `lo`/`hi` (instants) and `lo_night`/`hi_night`."""
+        # a night dated D starts between D 00:00 and D+1 12:00 in any time zone (margins for pruning)
+        return {"p": patient_id, "start": self.start, "end": self.end, "lo": self.lo, "hi": self.hi,
+                "lo_night": self.lo - timedelta(days=1), "hi_night": self.hi + timedelta(days=1)}
+
+
 def patient_timeline(conn: psycopg.Connection, patient_id: str, start: date, end: date,
                      kinds: tuple[str, ...] = KINDS) -> list[dict[str, Any]]:
     """Every spirometry session, oximetry night, NIV night and ALSFRS-R form of a patient whose date
@@ -82,12 +111,7 @@ def patient_timeline(conn: psycopg.Connection, patient_id: str, start: date, end
 
     Each item: `{"kind", "at", "date", "source", "upload_id", "metrics": {...}}`; `metrics` holds the
     kind's stored values (e.g. oximetry: valid, t90_pct, odi3, longest_le88_min, ..., has_signal)."""
-    params = {
-        "p": patient_id, "start": start, "end": end,
-        "lo": _utc_midnight(start), "hi": _utc_midnight(end + timedelta(days=1)),
-        # a night dated D starts between D 00:00 and D+1 12:00 in any time zone (margins for pruning)
-        "lo_night": _utc_midnight(start - timedelta(days=1)), "hi_night": _utc_midnight(end + timedelta(days=2)),
-    }
+    params = Period(start, end).params(patient_id)
     items: list[dict[str, Any]] = []
     with conn.cursor(row_factory=dict_row) as cur:
         for kind in kinds:

@@ -5,38 +5,13 @@ caller has checked the member's access and recorded the look (`respmon.web.conte
 functions only read. Rows are dicts (psycopg's dict_row), in time order.
 """
 
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from typing import Any, LiteralString
 
 import psycopg
 from psycopg.rows import dict_row
 
-
-@dataclass(frozen=True)
-class Period:
-    """Days `start` to `end`, both included (UTC calendar days)."""
-
-    start: date
-    end: date
-
-    @property
-    def lo(self) -> datetime:
-        return datetime.combine(self.start, time(0), tzinfo=UTC)
-
-    @property
-    def hi(self) -> datetime:
-        """The first instant after the period."""
-        return datetime.combine(self.end + timedelta(days=1), time(0), tzinfo=UTC)
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days + 1
-
-    def params(self, patient_id: str) -> dict[str, Any]:
-        # a night dated D starts between D 00:00 and D+1 12:00 in any time zone: margins for pruning
-        return {"p": patient_id, "start": self.start, "end": self.end, "lo": self.lo, "hi": self.hi,
-                "lo_night": self.lo - timedelta(days=1), "hi_night": self.hi + timedelta(days=1)}
+from respmon.queries.records import Period
 
 
 def _rows(conn: psycopg.Connection[Any], sql: LiteralString, params: dict[str, Any]) -> list[dict[str, Any]]:

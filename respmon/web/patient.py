@@ -159,7 +159,7 @@ def one_per_night(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------- charts
-def vc_chart(sessions: list[dict[str, Any]], rules: RuleSet, days: q.Range) -> tuple[Chart, dict[str, Any]]:
+def vc_chart(sessions: list[dict[str, Any]], rules: RuleSet, days: q.Period) -> tuple[Chart, dict[str, Any]]:
     """FVC and SVC % predicted, sitting and supine apart, grade per session, Theil-Sen trend."""
     def pick(measure: str, supine: bool) -> Callable[[dict[str, Any]], Any]:
         return lambda r: r[measure] if (r["posture"] == "supine") == supine else None
@@ -304,7 +304,7 @@ def marker_chart(alert: dict[str, Any], present: set[str]) -> str:
     return next(iter(sorted(present)), "vc")
 
 
-def place_markers(charts: list[Chart], alerts: list[dict[str, Any]], days: q.Range) -> None:
+def place_markers(charts: list[Chart], alerts: list[dict[str, Any]], days: q.Period) -> None:
     by_id = {c.id: c for c in charts}
     present = {c.id for c in charts if not c.empty} or {charts[0].id}
     for alert in alerts:
@@ -343,16 +343,16 @@ def rule_title(rules: RuleSet, rule_id: str) -> str:
         return rule_id
 
 
-def date_range(start: date | None, end: date | None) -> q.Range:
+def date_range(start: date | None, end: date | None) -> q.Period:
     """`?from=&to=`: default the last two years to today; a reversed or over-long range is refused."""
     end = end or datetime.now(UTC).date()
     start = start or end - timedelta(days=DEFAULT_DAYS)
     if start > end or (end - start).days > MAX_DAYS:
         raise HTTPException(422, f"the range must run forward and span at most {MAX_DAYS} days")
-    return q.Range(start, end)
+    return q.Period(start, end)
 
 
-def chart_json(charts: list[Chart], days: q.Range, patient_id: str, trend_end: int | None) -> Markup:
+def chart_json(charts: list[Chart], days: q.Period, patient_id: str, trend_end: int | None) -> Markup:
     """The JSON block charts.js reads (`<` escaped: it sits inside a <script> element)."""
     hi = max(epoch(days.hi), trend_end or 0)
     data = {"from": epoch(days.lo), "to": hi, "patient": patient_id,
@@ -361,7 +361,7 @@ def chart_json(charts: list[Chart], days: q.Range, patient_id: str, trend_end: i
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
-def gather(conn: Any, patient_id: str, days: q.Range, member_id: str) -> dict[str, Any]:
+def gather(conn: Any, patient_id: str, days: q.Period, member_id: str) -> dict[str, Any]:
     """Everything the page shows, read in the caller's transaction."""
     rules = active_rules()
     sessions = q.spirometry_series(conn, patient_id, days)

@@ -26,7 +26,7 @@ from processors.metrics.trends import SlopeResult, fvc_slope, projected_crossing
 from processors.rules.loader import RuleSet, load_rules
 from respmon.core.settings import Settings
 from respmon.queries import report as q
-from respmon.queries.report import Period
+from respmon.queries.records import Period
 from respmon.web.auth import Person
 from respmon.web.context import Web
 from respmon.web.pdf import PdfUnavailable, print_pdf

@@ -70,6 +70,28 @@ def refusal(conn: Any, alert_id: int, who: Member, permission: Action, looked: L
     return None
 
 
+TeamChange = Literal["acknowledged", "resolved"]
+
+
+def record_team_change(conn: Any, alert_id: int, member_id: str, action: TeamChange, note: str,
+                       settings: Settings | None) -> None:
+    """The team's acknowledgement or resolution of an alert the caller has locked and found allowed
+    (`refusal`): its status, its `alert_events` row and, with `settings`, the change queued for the FHIR
+    routes, all in the caller's transaction. The team API and the web view's inbox both act through it."""
+    stamp = ("acknowledged_at = now(), acknowledged_by = %s" if action == "acknowledged"
+             else "resolved_at = now(), resolution = 'team'")
+    stamp_args = (member_id,) if action == "acknowledged" else ()
+    conn.execute(f"UPDATE alerts SET status = %s, updated_at = now(), {stamp} WHERE alert_id = %s",
+                 (action, *stamp_args, alert_id))
+    event = conn.cursor(row_factory=dict_row).execute(
+        "INSERT INTO alert_events (alert_id, actor, action, note) VALUES (%s, %s, %s, %s) RETURNING id,"
+        " (SELECT category FROM alerts WHERE alert_id = %s) AS category,"
+        " (SELECT severity FROM alerts WHERE alert_id = %s) AS severity",
+        (alert_id, member_id, action, note, alert_id, alert_id)).fetchone()
+    if event is not None and settings is not None:
+        queue_fhir(conn, settings, alert_id, event["category"], event["severity"], action, event["id"])
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     pool = dbpool.new_sync_pool(settings.database_url, autocommit=True, row_factory=dict_row)
@@ -169,23 +191,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(404, f"alert {alert_id} not found")
         return {**alert, "disclaimer": DISCLAIMER}
 
-    def change(alert_id: int, who: Member, note: str, action: Literal["acknowledged", "resolved"],
-               allowed_from: tuple[str, ...], looked: Look) -> dict[str, Any]:
-        stamp = ("acknowledged_at = now(), acknowledged_by = %s" if action == "acknowledged"
-                 else "resolved_at = now(), resolution = 'team'")
-        stamp_args = (who.member_id,) if action == "acknowledged" else ()
+    def change(alert_id: int, who: Member, note: str, action: TeamChange, allowed_from: tuple[str, ...],
+               looked: Look) -> dict[str, Any]:
         permission: Action = "acknowledge" if action == "acknowledged" else "resolve"
         with pool.connection() as conn, conn.transaction():
             refused = refusal(conn, alert_id, who, permission, looked, allowed_from)
             if refused is None:
-                conn.execute(f"UPDATE alerts SET status = %s, updated_at = now(), {stamp} WHERE alert_id = %s",
-                             (action, *stamp_args, alert_id))
-                event = conn.execute("INSERT INTO alert_events (alert_id, actor, action, note) VALUES (%s, %s, %s, %s)"
-                                     " RETURNING id, (SELECT category FROM alerts WHERE alert_id = %s) AS category,"
-                                     " (SELECT severity FROM alerts WHERE alert_id = %s) AS severity",
-                                     (alert_id, who.member_id, action, note, alert_id, alert_id)).fetchone()
-                if event is not None:  # the change for the FHIR routes, in its transaction
-                    queue_fhir(conn, settings, alert_id, event["category"], event["severity"], action, event["id"])
+                record_team_change(conn, alert_id, who.member_id, action, note, settings)
         if refused is not None:  # raised after the commit: the look at the alert stays recorded
             raise HTTPException(*refused)
         TEAM_ACTIONS.labels(action).inc()

@@ -31,8 +31,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from alerts.access import Look, roles_that
-from alerts.api import TEAM_ACTIONS, refusal
-from alerts.fhirpush import queue_fhir
+from alerts.api import TEAM_ACTIONS, record_team_change, refusal
 from alerts.team import Member
 from processors.metrics.trends import DAYS_PER_MONTH, SlopeResult, projected_crossing
 from processors.rules.loader import RuleSet, load_rules
@@ -568,9 +567,7 @@ def act(conn: psycopg.Connection[Any], alert_id: int, member_id: str, verb: Verb
     with conn.transaction():
         refused = refusal(conn, alert_id, Member(member_id, "session"), _PERMISSION[verb], looked, _FROM[verb])
         if refused is None:
-            refused = _change(conn, alert_id, member_id, verb, note, assignee, until, today)
-        if refused is None and settings is not None and verb in ("acknowledge", "resolve"):
-            _push(conn, settings, alert_id, _COUNTED[verb])
+            refused = _change(conn, alert_id, member_id, verb, note, assignee, until, today, settings)
         patient = alert_patient(conn, alert_id)
     if refused is not None or patient is None:
         raise Refused(*(refused or (404, f"alert {alert_id} not found")))
@@ -583,17 +580,15 @@ _COUNTED: dict[Verb, str] = {"acknowledge": "acknowledged", "resolve": "resolved
 
 
 def _change(conn: psycopg.Connection[Any], alert_id: int, member_id: str, verb: Verb, note: str,
-            assignee: str | None, until: date | None, today: date | None) -> tuple[int, str] | None:
-    """The change itself and its audit row, or (422, why) for an input that cannot be taken."""
-    if verb == "acknowledge":
-        conn.execute("UPDATE alerts SET status = 'acknowledged', updated_at = now(), acknowledged_at = now(),"
-                     " acknowledged_by = %s WHERE alert_id = %s", (member_id, alert_id))
-        event, said = "acknowledged", note
-    elif verb == "resolve":
-        conn.execute("UPDATE alerts SET status = 'resolved', updated_at = now(), resolved_at = now(),"
-                     " resolution = 'team' WHERE alert_id = %s", (alert_id,))
-        event, said = "resolved", note
-    elif verb == "assign":
+            assignee: str | None, until: date | None, today: date | None,
+            settings: Settings | None) -> tuple[int, str] | None:
+    """The change itself and its audit row, or (422, why) for an input that cannot be taken. An
+    acknowledgement or resolution is the team API's (`alerts.api.record_team_change`, FHIR push included)."""
+    if verb in ("acknowledge", "resolve"):
+        record_team_change(conn, alert_id, member_id, "acknowledged" if verb == "acknowledge" else "resolved",
+                           note, settings)
+        return None
+    if verb == "assign":
         if assignee and assignee not in _assignees_of(conn, alert_id):
             return 422, f"{assignee} is not a clinician of this patient's care teams."
         conn.execute("UPDATE alerts SET assigned_to = %s, updated_at = now() WHERE alert_id = %s",
@@ -612,15 +607,6 @@ def _change(conn: psycopg.Connection[Any], alert_id: int, member_id: str, verb: 
     conn.execute("INSERT INTO alert_events (alert_id, actor, action, note) VALUES (%s, %s, %s, %s)",
                  (alert_id, member_id, event, said))
     return None
-
-
-def _push(conn: psycopg.Connection[Any], settings: Settings, alert_id: int, change: str) -> None:
-    """Queue the change just recorded for the FHIR routes (`alerts/fhirpush.py`), keyed by its event."""
-    row = conn.cursor(row_factory=dict_row).execute(
-        "SELECT a.category, a.severity, max(e.id) AS event_id FROM alerts a JOIN alert_events e USING (alert_id)"
-        " WHERE a.alert_id = %s GROUP BY a.category, a.severity", (alert_id,)).fetchone()
-    if row is not None:
-        queue_fhir(conn, settings, alert_id, row["category"], row["severity"], change, row["event_id"])
 
 
 def alert_patient(conn: psycopg.Connection[Any], alert_id: int) -> str | None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import dict_row
 
 from alerts.access import scope
 from respmon.fhir.codes import BY_CODE, OBSERVATIONS, ObsDef, defs_for_field
@@ -108,17 +108,36 @@ def _union(codes: Iterable[str] | None) -> str:
     return " UNION ALL ".join(_branch(kinds[name], defs) for name, defs in by_kind.items())
 
 
-def _where(member_id: str, search: ObservationSearch) -> tuple[str, list[Any]]:
+def _page(conn: psycopg.Connection[Any], base: str, args: list[Any], order: str, offset: int,
+          limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """A search's total and one page of its rows (`limit` 0: the total only, as `_summary=count`)."""
+    cur = conn.cursor(row_factory=dict_row)
+    row = cur.execute(f"SELECT count(*) AS n FROM ({base}) q".encode(), args).fetchone()
+    total = int(row["n"]) if row else 0
+    if limit == 0 or offset >= total:
+        return total, []
+    return total, cur.execute(f"{base} ORDER BY {order} LIMIT %s OFFSET %s".encode(),
+                              [*args, limit, offset]).fetchall()
+
+
+def _scoped(member_id: str, **any_of: Sequence[Any] | None) -> tuple[str, list[Any]]:
+    """The member's patients (`alerts.access.scope`) and, for each column given values, one of them."""
     seen, seen_args = scope(member_id)
     where, args = [seen], list[Any](seen_args)
-    if search.patients is not None:
-        where.append("patient_id = ANY(%s)")
-        args.append(list(search.patients))
+    for column, values in any_of.items():
+        if values is not None:
+            where.append(f"{column} = ANY(%s)")
+            args.append(list(values))
+    return " AND ".join(where), args
+
+
+def _where(member_id: str, search: ObservationSearch) -> tuple[str, list[Any]]:
+    where, args = _scoped(member_id, patient_id=search.patients)
     for bound in search.dates:
         cond, cond_args = bound.sql()
-        where.append(cond)
+        where += f" AND {cond}"
         args.extend(cond_args)
-    return " AND ".join(where), args
+    return where, args
 
 
 def search_observations(conn: psycopg.Connection[Any], member_id: str, search: ObservationSearch,
@@ -126,18 +145,9 @@ def search_observations(conn: psycopg.Connection[Any], member_id: str, search: O
     """(total matches, the page of rows), newest first. `limit` 0 counts only."""
     if search.codes is not None and not search.codes or search.patients is not None and not search.patients:
         return 0, []
-    union = _union(search.codes)
     where, args = _where(member_id, search)
-    cur = conn.cursor(row_factory=dict_row)
-    count = cur.execute(f"SELECT count(*) AS n FROM ({union}) u WHERE {where}".encode(), args).fetchone()
-    total = int(count["n"]) if count else 0
-    if limit == 0 or offset >= total:
-        return total, []
-    rows = cur.execute(
-        f"SELECT * FROM ({union}) u WHERE {where}"
-        " ORDER BY start_at DESC, patient_id, code, source, extra::text LIMIT %s OFFSET %s".encode(),
-        [*args, limit, offset]).fetchall()
-    return total, rows
+    return _page(conn, f"SELECT * FROM ({_union(search.codes)}) u WHERE {where}", args,
+                 "start_at DESC, patient_id, code, source, extra::text", offset, limit)
 
 
 # -- Observation ids: readable, stable, and enough to find the row again ------------------------------------------
@@ -188,43 +198,18 @@ def read_observation(conn: psycopg.Connection[Any], member_id: str, obs_id: str)
 def search_patients(conn: psycopg.Connection[Any], member_id: str, patients: Sequence[str] | None,
                     offset: int, limit: int) -> tuple[int, list[str]]:
     """Patients of the member's teams (currently assigned), by id."""
-    seen, seen_args = scope(member_id)
-    where, args = seen, list(seen_args)
-    if patients is not None:
-        where += " AND patient_id = ANY(%s)"
-        args.append(list(patients))
-    base = f"SELECT DISTINCT patient_id FROM patient_teams WHERE ended_at IS NULL AND {where}"
-    cur = conn.cursor(row_factory=tuple_row)
-    row = cur.execute(f"SELECT count(*) FROM ({base}) p".encode(), args).fetchone()
-    total = int(row[0]) if row else 0
-    if limit == 0:
-        return total, []
-    ids = [r[0] for r in cur.execute(f"{base} ORDER BY patient_id LIMIT %s OFFSET %s".encode(),
-                                     [*args, limit, offset]).fetchall()]
-    return total, ids
+    where, args = _scoped(member_id, patient_id=patients)
+    total, rows = _page(conn, f"SELECT DISTINCT patient_id FROM patient_teams WHERE ended_at IS NULL AND {where}",
+                        args, "patient_id", offset, limit)
+    return total, [r["patient_id"] for r in rows]
 
 
 def search_devices(conn: psycopg.Connection[Any], member_id: str, patients: Sequence[str] | None,
                    device_ids: Sequence[str] | None, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
     """Devices bound to patients of the member's teams (never their token hashes)."""
-    seen, seen_args = scope(member_id)
-    where, args = [seen], list(seen_args)
-    if patients is not None:
-        where.append("patient_id = ANY(%s)")
-        args.append(list(patients))
-    if device_ids is not None:
-        where.append("device_id = ANY(%s)")
-        args.append(list(device_ids))
-    cond = " AND ".join(where)
-    cur = conn.cursor(row_factory=dict_row)
-    row = cur.execute(f"SELECT count(*) AS n FROM devices WHERE {cond}".encode(), args).fetchone()
-    total = int(row["n"]) if row else 0
-    if limit == 0:
-        return total, []
-    rows = cur.execute(
-        f"SELECT device_id, patient_id, active, created_at, expires_at, revoked_at FROM devices WHERE {cond}"
-        " ORDER BY device_id LIMIT %s OFFSET %s".encode(), [*args, limit, offset]).fetchall()
-    return total, rows
+    where, args = _scoped(member_id, patient_id=patients, device_id=device_ids)
+    return _page(conn, "SELECT device_id, patient_id, active, created_at, expires_at, revoked_at FROM devices"
+                 f" WHERE {where}", args, "device_id", offset, limit)
 
 
 ALERT_COLUMNS = ("alert_id, patient_id, rule_id, rule_version, category, severity, status, evidence, action,"
@@ -234,23 +219,8 @@ ALERT_COLUMNS = ("alert_id, patient_id, rule_id, rule_version, category, severit
 def search_alerts(conn: psycopg.Connection[Any], member_id: str, patients: Sequence[str] | None,
                   alert_ids: Sequence[int] | None, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
     """Alerts (every status) of the member's patients, newest first."""
-    seen, seen_args = scope(member_id)
-    where, args = [seen], list[Any](seen_args)
-    if patients is not None:
-        where.append("patient_id = ANY(%s)")
-        args.append(list(patients))
-    if alert_ids is not None:
-        where.append("alert_id = ANY(%s)")
-        args.append(list(alert_ids))
-    cond = " AND ".join(where)
-    cur = conn.cursor(row_factory=dict_row)
-    row = cur.execute(f"SELECT count(*) AS n FROM alerts WHERE {cond}".encode(), args).fetchone()
-    total = int(row["n"]) if row else 0
-    if limit == 0:
-        return total, []
-    rows = cur.execute(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE {cond} ORDER BY alert_id DESC"
-                       " LIMIT %s OFFSET %s".encode(), [*args, limit, offset]).fetchall()
-    return total, rows
+    where, args = _scoped(member_id, patient_id=patients, alert_id=alert_ids)
+    return _page(conn, f"SELECT {ALERT_COLUMNS} FROM alerts WHERE {where}", args, "alert_id DESC", offset, limit)
 
 
 def read_alert(conn: psycopg.Connection[Any], alert_id: int) -> dict[str, Any] | None:

@@ -331,6 +331,54 @@ def _walk_events(
         pos = end
 
 
+def _baseline(s: np.ndarray, valid: np.ndarray, valid_before: np.ndarray, dt: float
+              ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """The night in whole per cent (None when it is not one), each sample's frozen baseline, and the
+    candidate samples (valid, >= 3 points below their baseline)."""
+    # Baseline: mean of valid samples in [t - 120 s, t), needs >= 60 s of valid samples.
+    # Whole per cent (what oximeters report): window sums in int32 are exact, so they equal the
+    # float running sums bit for bit (every partial sum is an exact integer) at a third of the cost.
+    win = round(BASELINE_WINDOW_S / dt)
+    s_zero = np.where(valid, s, 0.0)
+    whole = s_zero.astype(np.int32)  # 0 or 50..100: no overflow (n <= 200,000)
+    s_int: np.ndarray | None = None
+    if np.array_equal(whole, s_zero):
+        s_int = whole
+        w_sum = _window_sum(_running_sum(s_int, np.int32), win)
+        del s_zero
+    else:
+        del whole  # not whole per cent: no integer shortcuts
+        w_sum = _window_sum(_running_sum(s_zero, np.float64), win)
+    w_cnt = _window_sum(valid_before, win)
+    ok = valid & (w_cnt >= math.ceil(BASELINE_MIN_VALID_S / dt - _EPS))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        baseline = w_sum / w_cnt  # float64; NaN/inf where the window is empty, only used where ok
+        cands = np.flatnonzero(ok & (baseline - s >= 3.0 - _EPS))  # ok: valid samples only
+    return s_int, baseline, cands
+
+
+def _events(s: np.ndarray, valid: np.ndarray, s_int: np.ndarray | None, baseline: np.ndarray, cands: np.ndarray,
+            seg_first: np.ndarray, seg_last: np.ndarray, dt: float
+            ) -> tuple[list[int], list[int], list[int], np.ndarray]:
+    """The ODI3 events (``respmon-odi/1``): their triggering candidate, first and end sample, and nadir.
+
+    A candidate's fall start and resaturation depend only on its own frozen baseline, so they
+    are searched with numpy for the first candidate of every run of consecutive candidates
+    (the ones that open events in practice); the walk then places events one by one with
+    scalar work; the nadirs are one ``reduceat`` over all events, which never overlap. ``s_int``:
+    the night in whole per cent (0 where invalid) when it is one, for the uint8 search.
+    """
+    if cands.size == 0:
+        return [], [], [], np.empty(0)
+    back = math.floor(EVENT_MAX_S / dt + _EPS)  # samples an event may span
+    pad = _search_pad(s, valid, s_int, back)
+    runs = _candidate_runs(cands, baseline, pad, seg_first, seg_last, back)
+    trig, starts, ends = _walk_events(runs, pad, baseline, valid, back, dt)
+    if not trig:
+        return [], [], [], np.empty(0)
+    return trig, starts, ends, _nadirs(pad, valid, back, starts, ends)
+
+
 def _desaturation_events(
     s: np.ndarray,
     valid: np.ndarray,
@@ -341,24 +389,12 @@ def _desaturation_events(
     seg_last: np.ndarray,
     dt: float,
 ) -> tuple[int, int]:
-    """Count ODI3 and ODI4 events (``respmon-odi/1``).
-
-    A candidate's fall start and resaturation depend only on its own frozen baseline, so they
-    are searched with numpy for the first candidate of every run of consecutive candidates
-    (the ones that open events in practice); the walk then places events one by one with
-    scalar work. ODI4 counts the ODI3 events whose nadir (one ``reduceat`` over all events,
-    which never overlap) is >= 4 points below their frozen baseline: ODI4 <= ODI3. ``s_int``:
-    the night in whole per cent (0 where invalid) when it is one, for the uint8 search.
-    """
-    if cands.size == 0:
-        return 0, 0
-    back = math.floor(EVENT_MAX_S / dt + _EPS)  # samples an event may span
-    pad = _search_pad(s, valid, s_int, back)
-    runs = _candidate_runs(cands, baseline, pad, seg_first, seg_last, back)
-    trig, starts, ends = _walk_events(runs, pad, baseline, valid, back, dt)
+    """Count ODI3 and ODI4 events (``respmon-odi/1``): ODI4 counts the ODI3 events whose nadir is
+    >= 4 points below their frozen baseline, so ODI4 <= ODI3."""
+    trig, _, _, nadirs = _events(s, valid, s_int, baseline, cands, seg_first, seg_last, dt)
     if not trig:
         return 0, 0
-    deep = _nadirs(pad, valid, back, starts, ends) <= baseline[trig] - 4.0 + _EPS
+    deep = nadirs <= baseline[trig] - 4.0 + _EPS
     return len(trig), int(np.count_nonzero(deep))
 
 
@@ -374,32 +410,16 @@ class DesaturationEvent:
 
 def desaturation_events(spo2: np.ndarray, pulse: np.ndarray, interval_s: float) -> list[DesaturationEvent]:
     """Where the night's ODI3 events are (the night view marks them): `night_metrics` only counts them.
-    The same steps (validity, segments, baseline, candidates, event walk) on the float path, which is bit for
-    bit the whole-per-cent one; the count equals `night_metrics(...).odi3_events` (tested). Motion ignored,
-    as `night_metrics` does by default."""
+    The same steps as `night_metrics` (`_baseline`, `_events`), so the count equals its `odi3_events`
+    (tested). Motion ignored, as `night_metrics` does by default."""
     s, p = np.asarray(spo2, dtype=float), np.asarray(pulse, dtype=float)
     valid = _valid_mask(s, p, None, None)
     if not valid.any():
         return []
     valid_before = _running_sum(valid, np.int32)
-    max_gap = math.floor(RUN_GAP_BRIDGE_S / interval_s + _EPS)
-    seg_first, seg_last = _segments(valid, max_gap)
-    win = round(BASELINE_WINDOW_S / interval_s)
-    w_sum = _window_sum(_running_sum(np.where(valid, s, 0.0), np.float64), win)
-    w_cnt = _window_sum(valid_before, win)
-    ok = valid & (w_cnt >= math.ceil(BASELINE_MIN_VALID_S / interval_s - _EPS))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        baseline = w_sum / w_cnt
-        cands = np.flatnonzero(ok & (baseline - s >= 3.0 - _EPS))
-    if cands.size == 0:
-        return []
-    back = math.floor(EVENT_MAX_S / interval_s + _EPS)
-    pad = _search_pad(s, valid, None, back)
-    runs = _candidate_runs(cands, baseline, pad, seg_first, seg_last, back)
-    trig, starts, ends = _walk_events(runs, pad, baseline, valid, back, interval_s)
-    if not trig:
-        return []
-    nadirs = _nadirs(pad, valid, back, starts, ends)
+    seg_first, seg_last = _segments(valid, math.floor(RUN_GAP_BRIDGE_S / interval_s + _EPS))
+    s_int, baseline, cands = _baseline(s, valid, valid_before, interval_s)
+    trig, starts, ends, nadirs = _events(s, valid, s_int, baseline, cands, seg_first, seg_last, interval_s)
     return [DesaturationEvent(a, b, float(n), float(baseline[t]))
             for a, b, n, t in zip(starts, ends, nadirs, trig, strict=True)]
 
@@ -461,26 +481,7 @@ def night_metrics(
     longest_s = _longest_run_s(low_v, valid_before, max_gap, dt)
     seg_first, seg_last = _segments(valid, max_gap)
 
-    # Baseline: mean of valid samples in [t - 120 s, t), needs >= 60 s of valid samples.
-    # Whole per cent (what oximeters report): window sums in int32 are exact, so they equal the
-    # float running sums bit for bit (every partial sum is an exact integer) at a third of the cost.
-    win = round(BASELINE_WINDOW_S / dt)
-    s_zero = np.where(valid, s, 0.0)
-    whole = s_zero.astype(np.int32)  # 0 or 50..100: no overflow (n <= 200,000)
-    s_int: np.ndarray | None = None
-    if np.array_equal(whole, s_zero):
-        s_int = whole
-        w_sum = _window_sum(_running_sum(s_int, np.int32), win)
-        del s_zero
-    else:
-        del whole  # not whole per cent: no integer shortcuts
-        w_sum = _window_sum(_running_sum(s_zero, np.float64), win)
-    w_cnt = _window_sum(valid_before, win)
-    ok = valid & (w_cnt >= math.ceil(BASELINE_MIN_VALID_S / dt - _EPS))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        baseline = w_sum / w_cnt  # float64; NaN/inf where the window is empty, only used where ok
-        cands = np.flatnonzero(ok & (baseline - s >= 3.0 - _EPS))  # ok: valid samples only
-
+    s_int, baseline, cands = _baseline(s, valid, valid_before, dt)
     counts = _desaturation_events(s, valid, s_int, baseline, cands, seg_first, seg_last, dt)
     valid_hours = n_valid * dt / 3600.0
     return OximetryMetrics(

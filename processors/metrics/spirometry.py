@@ -44,7 +44,13 @@ __all__ = [
 GLI_AGE_RANGE = (3.0, 95.0)
 _AGE_STEP = 0.25
 _Z_LLN = 1.645  # 5th centile
-_USABLE_GRADES = frozenset({"A", "B", "C"})
+USABLE_GRADES = frozenset({"A", "B", "C"})
+"""ATS/ERS grades a session is used at full weight with (an ungraded session too); D-F and U are poor."""
+
+
+def usable(grade: str | None) -> bool:
+    """Whether a session of this grade counts as usable (the rules' `spiro.usable`, the web view's trends)."""
+    return grade is None or grade in USABLE_GRADES
 
 GliParam = Literal["FVC", "FEV1", "FEV1FVC"]
 
@@ -205,7 +211,7 @@ def session_metrics(s: SpirometrySession) -> SpirometryMetrics:
         pcf_lpm=s.pcf_lpm,
         pcf_assisted=s.pcf_assisted,
         grade=s.grade,
-        usable=s.grade is None or s.grade in _USABLE_GRADES,
+        usable=usable(s.grade),
         fvc_z=pred.zscore(s.fvc_l) if (pred is not None and s.fvc_l is not None) else None,
         svc_pct_pred_source="gli_global_2022_fvc" if svc_pct is not None else None,
     )

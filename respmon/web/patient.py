@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from alerts.access import may
 from alerts.carestate import publish
 from alerts.carestate import record as record_care_state
+from processors.metrics.spirometry import usable
 from processors.metrics.trends import fvc_slope, projected_crossing
 from processors.rules.loader import RuleSet, load_rules
 from respmon.queries import charts as q
@@ -35,7 +36,6 @@ DEFAULT_DAYS = 730
 MAX_DAYS = 3660
 CALENDAR_WEEKS = 12
 RECENT_NIGHTS = 14
-UNUSABLE_GRADES = frozenset({"D", "E", "F", "U"})
 
 # Which rule parameters are drawn on which chart (and scale). The numbers are the rules file's.
 THRESHOLDS: dict[str, list[tuple[str, str, str]]] = {
@@ -183,7 +183,7 @@ def vc_trend(rows: list[dict[str, Any]], rules: RuleSet) -> dict[str, Any]:
     NS-SLOPE's window, and the day it reaches NS-SLOPE's floor (`processors.metrics.trends`)."""
     p = params_of(rules, "NS-SLOPE")
     points = [(r["at"], max(v for v in (r["fvc_pct_pred"], r["svc_pct_pred"]) if v is not None)) for r in rows
-              if r["posture"] != "supine" and r["grade"] not in UNUSABLE_GRADES]
+              if r["posture"] != "supine" and usable(r["grade"])]
     floor = float(p.get("fvc_floor", 50))
     fit = fvc_slope(points, window_days=int(p.get("window_days", 180)), min_sessions=int(p.get("min_sessions", 3)),
                     min_span_days=int(p.get("min_span_days", 60)))

@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from alerts.lifecycle import DISCLAIMER
+from processors.metrics.spirometry import usable
 from processors.metrics.trends import SlopeResult, fvc_slope, projected_crossing
 from processors.rules.loader import RuleSet, load_rules
 from respmon.core.settings import Settings
@@ -38,7 +39,6 @@ DEFAULT_DAYS = 182
 MAX_YEARS = 5
 USAGE_TARGET_H = 4.0
 """Nights of at least this many hours count as compliant (the usual NIV adherence threshold, and NE-ADH's)."""
-GOOD_GRADES = frozenset({"A", "B", "C"})
 
 
 # ---------------------------------------------------------------- the period
@@ -133,7 +133,7 @@ def vc_trend(label: str, sessions: list[dict[str, Any]], column: str, period: Pe
     rows = [r for r in sessions if r[column] is not None]
     points = [(r["taken_at"], float(r[column])) for r in rows]
     slope = fvc_slope(points, window_days=period.days)
-    return VcTrend(label, points, sum(1 for r in rows if r["grade"] not in GOOD_GRADES and r["grade"] is not None),
+    return VcTrend(label, points, sum(1 for r in rows if not usable(r["grade"])),
                    slope, projected_crossing(slope, threshold) if slope.estimable else None)
 
 

@@ -100,7 +100,9 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.rules = load_rules(settings.rules_file, settings.rules_overrides)
-        self.app = faustfix.patched_app(settings.worker_app_id, **faust_options(settings))
+        self.app = faustfix.patched_app(settings.worker_app_id, fetch_min_bytes=settings.worker_fetch_min_bytes,
+                                       fetch_max_wait_ms=settings.worker_fetch_max_wait_ms,
+                                       **faust_options(settings))
         self.measurements = _raw_topic(self.app, settings.measurements_topic, settings.topic_partitions)
         self.deadletter = _raw_topic(self.app, settings.deadletter_topic)
         self.findings_topic = _raw_topic(self.app, settings.findings_topic)

@@ -17,21 +17,26 @@ from faust.web import Web
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
+from processors.faustfix.fetch import FAUST_FETCH_MAX_WAIT_MS, FAUST_FETCH_MIN_BYTES, BatchingConsumer
 from processors.faustfix.flow import KeepQueuesOnResume
 from processors.faustfix.producer import IdempotentProducer
-from processors.faustfix.rewind import RewindingConsumer
 from processors.faustfix.web import HealthOnlyWeb
 
 
 class Transport(faust_aiokafka.Transport):
-    """faust's aiokafka transport with the idempotent producer and the rewinding consumer."""
+    """faust's aiokafka transport with the idempotent producer and the rewinding, batching consumer."""
 
     Producer: ClassVar[type[ProducerT]] = IdempotentProducer
-    Consumer: ClassVar[type[ConsumerT]] = RewindingConsumer
+    Consumer: ClassVar[type[ConsumerT]] = BatchingConsumer
 
 
 class PatchedApp(faust.App):
     """A faust App with every patch of `processors.faustfix` (the broker must be Kafka: aiokafka)."""
+
+    fetch_min_bytes: int = FAUST_FETCH_MIN_BYTES
+    """Bytes the broker gathers before it answers the worker consumer's fetch (`faustfix.fetch`)."""
+    fetch_max_wait_ms: int = FAUST_FETCH_MAX_WAIT_MS
+    """How long the broker may wait for them."""
 
     def _new_transport(self) -> TransportT:
         return Transport(self.conf.broker_consumer, self)

@@ -30,6 +30,7 @@ from mode.utils.queues import FlowControlEvent, FlowControlQueue
 from processors import faustfix
 from processors.faustfix import internals
 from processors.faustfix.app import PatchedApp, Transport
+from processors.faustfix.fetch import BatchingConsumer, BatchingConsumerThread
 from processors.faustfix.flow import KeepQueuesOnResume
 from processors.faustfix.producer import IdempotentProducer
 from processors.faustfix.rewind import RewindingConsumer, RewindingConsumerThread, uncommitted_stream_tps
@@ -72,8 +73,10 @@ def test_faust_builds_transport_flow_control_and_web_through_the_methods_patched
 
 def test_a_patched_app_gets_every_patch_and_a_plain_app_none(app: faust.App) -> None:
     assert type(app.transport) is Transport and type(app.producer_transport) is Transport
-    assert type(app.producer) is IdempotentProducer and type(app.consumer) is RewindingConsumer
-    assert type(cast(Any, app.consumer)._thread) is RewindingConsumerThread
+    assert type(app.producer) is IdempotentProducer and type(app.consumer) is BatchingConsumer
+    assert type(cast(Any, app.consumer)._thread) is BatchingConsumerThread
+    assert isinstance(app.consumer, RewindingConsumer) and isinstance(cast(Any, app.consumer)._thread,
+                                                                       RewindingConsumerThread)
     assert type(app.flow_control) is KeepQueuesOnResume and type(app.web) is HealthOnlyWeb
     plain = _new_app(faust.App)
     assert type(plain.producer) is faust_aiokafka.Producer and type(plain.consumer) is faust_aiokafka.Consumer
@@ -167,6 +170,47 @@ def test_the_rewinding_thread_rewinds_stream_partitions_without_a_commit_and_kee
     assert committed == {none: None, zero: 0, five: 5, changelog: None}
     assert fake.calls == [("seek", (zero, 0)), ("beginning", (none,))]
     assert uncommitted_stream_tps(committed, {STREAM}) == {none: None, zero: 0}
+
+
+# -- fetch ----------------------------------------------------------------------------------------------
+
+def test_faust_builds_its_consumer_without_fetch_min_bytes_and_aiokafka_reads_both_at_start() -> None:
+    """Canary: faust leaves aiokafka's 1-byte fetch_min_bytes (an answer per record); aiokafka hands the
+    consumer's private fields to its Fetcher only in `start`, so setting them before then takes effect."""
+    built = _source(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
+    assert "fetch_min_bytes" not in built and "fetch_max_wait_ms=1500" in built
+    started = _source(aiokafka.AIOKafkaConsumer.start)
+    assert "fetch_min_bytes=self._fetch_min_bytes" in started
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in started
+    assert inspect.signature(aiokafka.AIOKafkaConsumer).parameters["fetch_min_bytes"].default == 1
+
+
+def _worker_consumer(app: faust.App) -> Any:
+    async def build() -> Any:
+        thread = cast(Any, app.consumer)._thread
+        return thread._create_worker_consumer(app.transport)
+    return asyncio.run(build())
+
+
+def test_the_worker_consumer_batches_its_fetches_as_the_app_says() -> None:
+    app = faustfix.patched_app("faustfix-test", broker="kafka://127.0.0.1:1", store="memory://",
+                               autodiscover=False, fetch_min_bytes=256 * 1024, fetch_max_wait_ms=100)
+    consumer = _worker_consumer(app)
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (256 * 1024, 100)
+
+
+def test_without_fetch_settings_the_worker_consumer_fetches_as_faust_does(app: faust.App) -> None:
+    consumer = _worker_consumer(app)
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (1, 1500)
+
+
+def test_the_worker_passes_its_fetch_settings_to_the_app() -> None:
+    from processors.app import Worker
+    from respmon.core.settings import Settings
+
+    worker = Worker(Settings(worker_fetch_min_bytes=4096, worker_fetch_max_wait_ms=50, worker_store="memory"))
+    consumer = _worker_consumer(worker.app)
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (4096, 50)
 
 
 # -- flow -----------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import queue
+import signal
 import statistics
 import subprocess
 import sys
@@ -179,10 +180,14 @@ class CpuMeter:
                 "bench": sum(os.times()[:2]), "wall": time.monotonic()}
 
     def start(self) -> None:
+        self.profilers = _profilers(self.procs)
         self.t0 = self._sample()
 
     def stop(self, per: int) -> dict[str, Any]:
         t1 = self._sample()
+        for profiler in self.profilers:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
         wall = t1["wall"] - self.t0["wall"]
         used = {k: t1["procs"][k] - self.t0["procs"][k] for k in t1["procs"]}
         used["postgresql"] = sum(v - self.t0["pg"].get(p, 0.0) for p, v in t1["pg"].items())
@@ -192,6 +197,21 @@ class CpuMeter:
                 "cpu_ms_per_upload": {k: round(1e3 * v / per, 1) for k, v in used.items()},
                 "utilisation_of_one_core": {k: round(v / wall, 2) for k, v in used.items()},
                 "total_utilisation_of_2_cores": round(sum(used.values()) / wall / 2, 2)}
+
+
+def _profilers(procs: dict[str, int]) -> list[subprocess.Popen[bytes]]:
+    """With RESPMON_BENCH_PROFILE=DIR, py-spy samples each named process (and its children) while the meter
+    runs, writing DIR/<name>-<pid>.txt as collapsed stacks: where the CPU per upload goes. Not a dependency:
+    `pip install py-spy` first. Sampling is non-blocking but still perturbs the figures of that run."""
+    folder = os.environ.get("RESPMON_BENCH_PROFILE")
+    if not folder:
+        return []
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return [subprocess.Popen([str(spy), "record", "--nonblocking", "--gil", "--subprocesses", "--format", "raw",
+                              "--rate", "250", "-p", str(pid), "-o", str(Path(folder) / f"{name}-{pid}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, pid in procs.items()]
 
 
 def metric_value(text: str, name: str, labels: dict[str, str] | None = None) -> float:

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ingest import metrics
-from ingest.devices import Device, authenticate
+from ingest.devices import Device, RecentDevices, authenticate
 from ingest.limits import Limits
 from ingest.parsers import FORMATS
 from ingest.publisher import Publisher
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     pool = dbpool.new_sync_pool(settings.database_url, max_size=16, autocommit=True)
     limits = Limits.from_settings(settings)
     state: dict[str, Publisher] = {}
+    recent = RecentDevices()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -49,11 +50,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="respmon ingest", version="1", lifespan=lifespan)
 
-    def _device(authorization: str | None) -> Device | None:
+    def _device(token: str) -> Device | None:
+        with pool.connection() as conn:
+            return authenticate(conn, token)
+
+    async def _authenticated(authorization: str | None) -> Device | None:
+        """The device holding the bearer token; checked in the database unless checked seconds ago."""
         if not authorization or not authorization.lower().startswith("bearer "):
             return None
-        with pool.connection() as conn:
-            return authenticate(conn, authorization[7:].strip())
+        token = authorization[7:].strip()
+        device = recent.get(token)
+        if device is None:
+            device = await run_in_threadpool(_device, token)
+            if device is not None:
+                recent.put(token, device)
+        return device
 
     @app.post("/v1/uploads")
     async def upload(
@@ -68,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "supplemental oxygen flow (L/min) during this recording, when the file does not say")),
     ) -> JSONResponse:
         try:
-            device = await run_in_threadpool(_device, authorization)
+            device = await _authenticated(authorization)
         except Exception as error:  # noqa: BLE001 - PostgreSQL unavailable (any driver/pool error): 503, never a 500
             log.error("authentication unavailable", extra={"error": type(error).__name__})
             metrics.UPLOADS.labels("unknown", "unavailable").inc()

@@ -1,11 +1,16 @@
 """Per-device credentials: a random bearer token, stored only as its SHA-256, bound to one patient."""
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
 from respmon.core.tokens import active_holder, hash_token, new_token
+
+REMEMBER_S = 5.0
+"""How long ingest trusts a device token it checked: a revoked, rotated or expired token is refused at most
+this long after its change (each ingest process checks again at the first request after that)."""
 
 
 @dataclass(frozen=True)
@@ -48,3 +53,35 @@ def rejected_bytes_today(conn: psycopg.Connection, device_id: str) -> int:
         (device_id,),
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+class RecentDevices:
+    """Device tokens this process checked in the last `ttl_s` seconds, with their device.
+
+    A device sends a night's files in one burst; only the first request of a burst pays the look-up
+    (a database write, `last_used_at`, and a hop to a worker thread). The price is `ttl_s`: the time a
+    revoked or expired token is still accepted here. Only accepted tokens are kept (by their SHA-256, not
+    the token), so an unknown token is checked every time. Used from the event loop thread only.
+    """
+
+    def __init__(self, ttl_s: float = REMEMBER_S, max_entries: int = 10_000) -> None:
+        self._ttl_s, self._max = ttl_s, max_entries
+        self._seen: dict[str, tuple[float, Device]] = {}
+
+    def get(self, token: str) -> Device | None:
+        key = hash_token(token)
+        entry = self._seen.get(key)
+        if entry is None:
+            return None
+        if time.monotonic() - entry[0] > self._ttl_s:
+            del self._seen[key]
+            return None
+        return entry[1]
+
+    def put(self, token: str, device: Device) -> None:
+        if len(self._seen) >= self._max:
+            now = time.monotonic()
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] <= self._ttl_s}
+            if len(self._seen) >= self._max:
+                self._seen.clear()
+        self._seen[hash_token(token)] = (time.monotonic(), device)

@@ -21,13 +21,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import LiteralString
 
 import psycopg
 from kafka.errors import KafkaError
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
-from ingest.devices import Device, rejected_bytes_today
+from ingest.devices import Device
 from ingest.limits import Limits, check_records
 from ingest.logsafe import device_text
 from ingest.parsers import ParseError, PatientMismatch, detect_format, parse_bytes_with_notes
@@ -68,10 +69,12 @@ class Upload:
 
 @dataclass(frozen=True)
 class Archived:
-    """The archive row an upload maps to; `status` None when this request archived it."""
+    """The archive row an upload maps to; `status` None when this request archived it, `claimed` when this
+    request also holds its processing claim (taken in the statement that inserted it)."""
 
     upload_id: str
     status: str | None
+    claimed: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,18 +99,24 @@ def handle_upload(pool: ConnectionPool, publisher: Publisher, upload: Upload,
                   limits: Limits = DEFAULTS) -> UploadResult:
     """Archive, then process the upload unless it was seen before or another request is processing it."""
     sha = hashlib.sha256(upload.body).hexdigest()
-    archived = _archive(pool, upload, sha, limits)
-    if isinstance(archived, UploadResult):
-        return archived
-    if archived.status in ("published", "rejected"):
-        return _duplicate(upload, archived.upload_id, archived.status)
-    with claimed(pool, archived.upload_id) as conn:
-        if conn is None:  # another request is processing this upload id right now
-            return _duplicate(upload, archived.upload_id, "received")
-        status = _status(conn, archived.upload_id)
-        if status != "received":  # processed between our look-up and our claim
-            return _duplicate(upload, archived.upload_id, status)
-        return process(conn, publisher, upload, archived.upload_id, limits)
+    with pool.connection() as conn:
+        archived = _archive(conn, upload, sha, limits)
+        if isinstance(archived, UploadResult):
+            return archived
+        if archived.claimed:  # archived by this request, which holds its claim since before it was visible
+            try:
+                return process(conn, publisher, upload, archived.upload_id, limits)
+            finally:
+                _unlock(conn, _lock_key(archived.upload_id))
+        if archived.status in ("published", "rejected"):
+            return _duplicate(upload, archived.upload_id, archived.status)
+        with _claim(conn, archived.upload_id) as held:
+            if held is None:  # another request is processing this upload id right now
+                return _duplicate(upload, archived.upload_id, "received")
+            status = _status(held, archived.upload_id)  # after the claim, in a statement (a snapshot) of its own
+            if status != "received":  # processed between our look-up and our claim
+                return _duplicate(upload, archived.upload_id, status)
+            return process(held, publisher, upload, archived.upload_id, limits)
 
 
 @contextmanager
@@ -117,16 +126,22 @@ def claimed(pool: ConnectionPool, upload_id: str) -> Iterator[psycopg.Connection
     A session-level advisory lock: released at the end of the block, or by the server when the
     connection dies, so an upload is never left claimed by nobody.
     """
+    with pool.connection() as conn, _claim(conn, upload_id) as held:
+        yield held
+
+
+@contextmanager
+def _claim(conn: psycopg.Connection, upload_id: str) -> Iterator[psycopg.Connection | None]:
+    """`conn` holding the claim on `upload_id` for the block (see `claimed`), or None if another holds it."""
     key = _lock_key(upload_id)
-    with pool.connection() as conn:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-        if not (row and row[0]):
-            yield None
-            return
-        try:
-            yield conn
-        finally:
-            _unlock(conn, key)
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    if not (row and row[0]):
+        yield None
+        return
+    try:
+        yield conn
+    finally:
+        _unlock(conn, key)
 
 
 def _lock_key(upload_id: str) -> int:
@@ -222,25 +237,30 @@ def _ids(upload: Upload, upload_id: str | None) -> dict[str, object]:
     return ids
 
 
-def _archive(pool: ConnectionPool, upload: Upload, sha: str, limits: Limits) -> Archived | UploadResult:
+def _archive(conn: psycopg.Connection, upload: Upload, sha: str, limits: Limits) -> Archived | UploadResult:
     """Store the raw bytes once per (device, sha256) or (device, Idempotency-Key).
 
     Returns the archive row (new or earlier), or the answer when the upload cannot be archived:
     its Idempotency-Key names another payload (422), or it is refused while its device is over its quota
     of refused bytes (then answered, not kept).
+
+    A new upload costs one statement: the insert checks the quota and takes the processing claim
+    (`_insert`); an earlier row is looked up only when the insert did not happen.
     """
-    with pool.connection() as conn:
-        for _ in range(3):  # a lost insert race finds the winner's row on the next look-up
-            earlier = _earlier(conn, upload, sha)
-            if earlier is not None:
-                return earlier
-            if _over_quota(conn, upload, limits):
-                read = _read(upload, str(uuid.uuid4()), limits)  # only good data is archived now
-                if isinstance(read, Refusal):
-                    return _refused_unarchived(upload, read, limits)
-            upload_id = str(uuid.uuid4())
-            if _insert(conn, upload, sha, upload_id):
-                return Archived(upload_id, None)
+    quota = limits.rejected_bytes_quota
+    for _ in range(3):  # a lost insert race finds the winner's row on the next look-up
+        upload_id = str(uuid.uuid4())
+        inserted = _insert(conn, upload, sha, upload_id, quota)
+        if inserted.claimed is not None:
+            return Archived(upload_id, None, claimed=inserted.claimed)
+        earlier = _earlier(conn, upload, sha)
+        if earlier is not None:
+            return earlier
+        if inserted.over_quota:
+            read = _read(upload, str(uuid.uuid4()), limits)  # only good data is archived now
+            if isinstance(read, Refusal):
+                return _refused_unarchived(upload, read, limits)
+            quota = 0  # good data: archived whatever the quota
     raise RuntimeError("raw_uploads insert conflicted with a row no look-up finds")
 
 
@@ -258,15 +278,51 @@ def _earlier(conn: psycopg.Connection, upload: Upload, sha: str) -> Archived | U
     return Archived(str(row[0]), row[1]) if row is not None else None
 
 
-def _insert(conn: psycopg.Connection, upload: Upload, sha: str, upload_id: str) -> bool:
-    inserted = conn.execute(
-        "INSERT INTO raw_uploads (upload_id, device_id, received_at, sha256, idempotency_key,"
-        " content_type, filename, size_bytes, body, format, o2_lpm)"
-        " VALUES (%s, %s, now(), %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING upload_id",
-        (upload_id, upload.device.device_id, sha, upload.idempotency_key, upload.content_type,
-         upload.filename, len(upload.body), upload.body, upload.fmt, upload.o2_lpm),
-    ).fetchone()
-    return inserted is not None
+@dataclass(frozen=True)
+class Inserted:
+    """What `_insert` did: `claimed` None when no row was inserted (a conflict, or `over_quota`), else
+    whether the claim was taken (False only if a 64-bit lock key collides with a claim in progress)."""
+
+    claimed: bool | None
+    over_quota: bool
+
+
+_INSERT = """
+    INSERT INTO raw_uploads (upload_id, device_id, received_at, sha256, idempotency_key,
+                             content_type, filename, size_bytes, body, format, o2_lpm)
+    SELECT %(upload_id)s::uuid, %(device_id)s::text, now(), %(sha)s::text, %(key)s::text,
+           %(content_type)s::text, %(filename)s::text, %(size)s::integer, %(body)s::bytea, %(fmt)s::text,
+           %(o2_lpm)s::double precision"""
+_RETURNING = " ON CONFLICT DO NOTHING RETURNING upload_id"
+# The claim is taken in the inserting statement, so it is held before the row is visible to anyone:
+# a concurrent copy of the upload finds the row only once it is committed, and then finds it claimed.
+_INSERT_CLAIMED: LiteralString = (
+    "WITH inserted AS (" + _INSERT + _RETURNING + ")"
+    " SELECT (SELECT pg_try_advisory_lock(%(lock)s) FROM inserted), false")
+# The same, refused while the device's rejected bytes archived today reached its quota (the sum of
+# `devices.rejected_bytes_today`, in the same statement).
+_INSERT_UNDER_QUOTA: LiteralString = (
+    "WITH rejected AS (SELECT coalesce(sum(size_bytes), 0) AS bytes FROM raw_uploads"
+    "  WHERE device_id = %(device_id)s AND status = 'rejected'"
+    "  AND received_at >= date_trunc('day', now(), 'UTC')),"
+    " inserted AS (" + _INSERT + " FROM rejected WHERE rejected.bytes < %(quota)s" + _RETURNING + ")"
+    " SELECT (SELECT pg_try_advisory_lock(%(lock)s) FROM inserted), (SELECT bytes >= %(quota)s FROM rejected)")
+
+
+def _insert(conn: psycopg.Connection, upload: Upload, sha: str, upload_id: str, quota: int) -> Inserted:
+    """Insert the archive row unless it conflicts (or the device is over a non-zero `quota`), claiming it."""
+    lock = _lock_key(upload_id)
+    params = {"upload_id": upload_id, "device_id": upload.device.device_id, "sha": sha,
+              "key": upload.idempotency_key, "content_type": upload.content_type, "filename": upload.filename,
+              "size": len(upload.body), "body": upload.body, "fmt": upload.fmt, "o2_lpm": upload.o2_lpm,
+              "lock": lock, "quota": quota}
+    try:
+        row = conn.execute(_INSERT_UNDER_QUOTA if quota else _INSERT_CLAIMED, params).fetchone()
+    except psycopg.Error:
+        _unlock(conn, lock)  # a session lock taken before the statement failed outlives it
+        raise
+    claimed_now, over_quota = row if row else (None, False)
+    return Inserted(claimed_now, bool(over_quota))
 
 
 def _key_reused(upload: Upload, upload_id: str) -> UploadResult:
@@ -276,13 +332,6 @@ def _key_reused(upload: Upload, upload_id: str) -> UploadResult:
         "upload_id": upload_id, "error": "idempotency_key_reused", "field": "Idempotency-Key",
         "reason": "Idempotency-Key reused with a different payload: it names an earlier upload with other"
                   " content; send new content under a new key"})
-
-
-def _over_quota(conn: psycopg.Connection, upload: Upload, limits: Limits) -> bool:
-    """The device's rejected uploads archived today (UTC) reached its quota: a device sending garbage in
-    a loop would otherwise fill the archive, since every upload is kept."""
-    quota = limits.rejected_bytes_quota
-    return bool(quota) and rejected_bytes_today(conn, upload.device.device_id) >= quota
 
 
 def _refused_unarchived(upload: Upload, refusal: Refusal, limits: Limits) -> UploadResult:

@@ -8,7 +8,9 @@ The interval (2 s Checkme, 4 s O2Ring) is inferred from the timestamps; ``--`` m
 
 from __future__ import annotations
 
+import codecs
 import csv
+import functools
 import io
 import re
 import struct
@@ -19,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from ingest.parsers.columns import gridded, plain_cells, small_integers
+from ingest.parsers.columns import byte_windows, clean_readings, gridded, plain_lines, small_integers_ending
 from ingest.parsers.common import (
     MAX_SAMPLES,
     Context,
@@ -50,6 +52,8 @@ NO_READING = {"--", ""}
 BIN_HEADER = 40
 BIN_RECORD = 5
 BIN_INTERVAL_S = 4.0
+BIN_RECORD_DTYPE = np.dtype([("spo2", "u1"), ("pulse", "<u2"), ("motion", "u1"), ("flag", "u1")])
+"""A record as numpy reads the whole body at once (packed: 5 bytes; a loop of struct calls was 1.8 ms)."""
 MAX_MOTION = 255
 """The devices count motion in a byte; a larger cell is corrupt and drops the motion trace, not the night."""
 
@@ -124,7 +128,8 @@ def parse_csv(data: bytes, ctx: Context) -> list[OximetryNight]:
     recognise exactly, errors included, is read row by row, which stays the reference."""
     patient_id = ctx.require_patient("o2ring_csv")
     text = decode_text(data, ctx)
-    values = _read_standard(text, ctx) or _read_rows(text, ctx)
+    raw = memoryview(data)[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+    values = _read_standard(text, ctx, raw) or _read_rows(text, ctx)
     values |= {"patient_id": patient_id, "source": "wellue_csv", "device_model": _model_from_name(ctx.filename)}
     return [build(OximetryNight, values, ctx, None)]
 
@@ -169,23 +174,37 @@ def _read_rows(text: str, ctx: Context) -> dict[str, Any]:
 
 
 STANDARD_HEADER = "Time,Oxygen Level,Pulse Rate,Motion,O2 Reminder,PR Reminder"
-_DIGITS = (0, 1, 3, 4, 6, 7, 13, 14, 16, 17, 18, 19)  # of `HH:MM:SS Mon DD YYYY`
-_SEPARATORS = {2: ":", 5: ":", 8: " ", 12: " ", 15: " "}
+_TIME_FORM = "00:00:00 Mon 00 0000"
+"""`HH:MM:SS Mon DD YYYY`: each byte minus its floor must be at most its span (uint8: below the floor wraps
+high). Digits: floor '0', span 9 (5 for the tens of minutes and seconds, 2 for those of hours);
+separators: span 0; the month's letters are any byte here, checked once per day by `_fast_standard`."""
+_TIME_FLOOR = np.array([0 if c in "Mon" else 48 if c == "0" else ord(c) for c in _TIME_FORM], dtype=np.uint8)
+_TIME_SPAN = np.array([255 if c in "Mon" else 9 if c == "0" else 0 for c in _TIME_FORM], dtype=np.uint8)
+_TIME_SPAN[[0, 3, 6]] = (2, 5, 5)
+_SECOND_WEIGHTS = {0: 36000, 1: 3600, 3: 600, 4: 60, 6: 10, 7: 1}  # of the digits of `HH:MM:SS`
+MAX_DAYS = 16
+"""Dates (runs of equal date text) the whole-file reader checks one by one; more is no night: row reader."""
 
 
-def _read_standard(text: str, ctx: Context) -> dict[str, Any] | None:
+def _read_standard(text: str, ctx: Context, raw: bytes | memoryview | None = None) -> dict[str, Any] | None:
     """The O2Ring dialect (`HH:MM:SS Mon DD YYYY`, cells of 1-3 digits or `--`) read as one byte array
     with numpy: row by row this was ~55 ms of CPU per 8 h night, most of ingest's time. Returns None,
-    leaving the file to `_read_rows`, for any other dialect, any unusual row and any error."""
-    cells = plain_cells(text, STANDARD_HEADER, columns=6)
+    leaving the file to `_read_rows`, for any other dialect, any unusual row and any error. `raw`: the
+    bytes the text was decoded from (less a BOM), read in place of a copy."""
+    cells = _standard_cells(text, raw)
     if cells is None:
         return None
-    buf, starts, widths = cells
-    clock = _standard_seconds(buf, starts[:, 0], widths[:, 0])
-    spo2, pulse, motion = (small_integers(buf, starts[:, k], widths[:, k], dashes=True) for k in (1, 2, 3))
-    if clock is None or spo2 is None or pulse is None or motion is None:
+    buf, line_start, cuts = cells
+    clock = _standard_seconds(buf, line_start, cuts[0] - line_start)
+    if clock is None:
+        return None
+    widths = cuts[1:] - cuts[:-1]
+    widths -= 1
+    readings = small_integers_ending(buf, cuts[1:], widths, dashes=True)
+    if readings is None:
         return None
     start, seconds = clock
+    spo2, pulse, motion = readings
     grid = gridded(seconds, spo2, pulse, ctx)
     if grid is None:
         return None
@@ -194,33 +213,72 @@ def _read_standard(text: str, ctx: Context) -> dict[str, Any] | None:
     return {
         "start": start.replace(tzinfo=ctx.tz),
         **values,
-        "motion": motion if no_gap and (motion <= MAX_MOTION).all() else None,  # NaN fails too
+        "motion": motion.copy() if no_gap and (motion <= MAX_MOTION).all() else None,  # NaN fails too
     }
+
+
+def _standard_cells(text: str, raw: bytes | memoryview | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The body's bytes, its lines' starts and where the Time, SpO2, pulse and motion cells end: (4, rows),
+    each row contiguous. The (rows, 5) comma table is let go here: the less numpy holds at once, the
+    fewer page faults the heap's growth costs."""
+    lines = plain_lines(text, STANDARD_HEADER, columns=6, raw=raw)
+    if lines is None:
+        return None
+    buf, line_start, _, commas = lines
+    return buf, line_start, commas[:, :4].T.copy()
+
+
+_FORM_CACHE_ROWS = 32_768
+_form_cache: tuple[np.ndarray, np.ndarray] = (np.empty(0, np.uint8), np.empty(0, np.uint8))
+
+
+def _time_form(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_TIME_FLOOR` and `_TIME_SPAN` repeated for `rows` cells, flat. Up to 9 h at 1 Hz they are kept
+    (read-only): building them per file was two fresh 150 kB arrays, and their page faults."""
+    global _form_cache
+    if rows > _FORM_CACHE_ROWS:
+        return np.tile(_TIME_FLOOR, rows), np.tile(_TIME_SPAN, rows)
+    floor, span = _form_cache
+    if floor.size < rows * 20:
+        floor, span = np.tile(_TIME_FLOOR, _FORM_CACHE_ROWS), np.tile(_TIME_SPAN, _FORM_CACHE_ROWS)
+        floor.flags.writeable = span.flags.writeable = False
+        _form_cache = floor, span
+    return floor[: rows * 20], span[: rows * 20]
 
 
 def _standard_seconds(buf: np.ndarray, starts: np.ndarray, widths: np.ndarray) -> tuple[datetime, np.ndarray] | None:
     """First timestamp and seconds since it, from `HH:MM:SS Mon DD YYYY` cells (None if any cell is
-    not exactly that, or not a real date and time)."""
-    if (widths != 20).any():
+    not exactly that, or not a real date and time). The cells are copied as 20-byte items, checked
+    against `_TIME_FORM` as one flat run of bytes (a (rows, 20) array is 20-byte inner loops: twice the
+    time), and each date is read once."""
+    if not starts.size or (widths != 20).any():
         return None
-    chars = buf[starts[:, None] + np.arange(20)]
-    digits = chars[:, _DIGITS].astype(np.int64) - 48
-    if ((digits < 0) | (digits > 9)).any():
+    flat = byte_windows(buf, 20)[starts].view(np.uint8)
+    floor, span = _time_form(len(starts))
+    np.subtract(flat, floor, out=flat)
+    if (flat > span).any():
         return None
-    if any((chars[:, i] != ord(c)).any() for i, c in _SEPARATORS.items()):
+    chars = flat.reshape(-1, 20)
+    second = np.zeros(len(starts), dtype=np.int64)
+    for i, weight in _SECOND_WEIGHTS.items():
+        second += chars[:, i] * np.int32(weight)
+    if second.max() >= 86400:  # hours 24-29 (minutes and seconds are below 60 by their tens' span)
         return None
-    hour, minute, second = (digits[:, i] * 10 + digits[:, i + 1] for i in (0, 2, 4))
-    if (hour > 23).any() or (minute > 59).any() or (second > 59).any():
+    words = chars.view(np.uint32)  # bytes 8-19, ` Mon DD YYYY` less the floor, are words 2-4
+    changed = np.flatnonzero(functools.reduce(np.logical_or, (words[1:, k] != words[:-1, k] for k in (2, 3, 4)))) + 1
+    if changed.size >= MAX_DAYS:
         return None
-    days, which = np.unique(np.ascontiguousarray(chars[:, 9:20]).view("S11").ravel(), return_inverse=True)
+    days = np.concatenate(([0], changed))
     ordinals = []
-    for day in days.tolist():
-        moment = _fast_standard(f"00:00:00 {day.decode()}")  # checks the month name and the calendar
+    for row in days.tolist():
+        at = int(starts[row]) + 9
+        moment = _fast_standard(f"00:00:00 {buf[at:at + 11].tobytes().decode()}")  # month name and calendar
         if moment is None:
             return None
         ordinals.append(moment.toordinal())
-    absolute = np.asarray(ordinals, dtype=np.int64)[which.ravel()] * 86400 + hour * 3600 + minute * 60 + second
-    first = datetime.fromordinal(int(absolute[0] // 86400)) + timedelta(seconds=int(absolute[0] % 86400))
+    day = np.repeat(np.asarray(ordinals, dtype=np.int64) - ordinals[0], np.diff(days, append=len(starts)))
+    absolute = day * 86400 + second
+    first = datetime.fromordinal(ordinals[0]) + timedelta(seconds=int(second[0]))
     return first, (absolute - absolute[0]).astype(float)
 
 
@@ -290,20 +348,18 @@ def parse_bin(data: bytes, ctx: Context) -> list[OximetryNight]:
         raise ctx.error("no samples after the header")
     if count > MAX_SAMPLES:
         raise ctx.error(f"recording longer than {MAX_SAMPLES} samples")
-    spo2, pulse, motion = [], [], []
-    for raw_spo2, raw_pulse, raw_motion, _flag in struct.iter_unpack("<BHBB", data[BIN_HEADER:]):
-        invalid = raw_spo2 == 0xFF and raw_pulse == 0xFFFF
-        spo2.append(None if invalid else clean_spo2(raw_spo2))
-        pulse.append(None if invalid else clean_pulse(raw_pulse))
-        motion.append(raw_motion)
-    require_valid_spo2(spo2, ctx)
+    records = np.frombuffer(data, dtype=BIN_RECORD_DTYPE, offset=BIN_HEADER)
+    spo2, pulse = records["spo2"].astype(np.float64), records["pulse"].astype(np.float64)
+    clean_readings(spo2, pulse)  # the invalid record (0xFF, 0xFFFF) is outside both ranges: NaN too
+    if np.isnan(spo2).all():
+        raise ctx.error("no valid SpO2 samples")
     values = {
         "patient_id": patient_id,
         "start": start,
         "interval_s": BIN_INTERVAL_S,
         "spo2": spo2,
         "pulse": pulse,
-        "motion": motion,
+        "motion": records["motion"].astype(np.float64),
         "source": "o2ring_bin",
         "device_model": "O2Ring",
         "device_summary": device_summary(data, ctx),

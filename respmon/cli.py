@@ -73,7 +73,9 @@ def ingest_app() -> object:
     its own JSON logs (uvicorn's parent configured only itself)."""
     from ingest.app import create_app
     from respmon.core.logs import setup_logging
+    from respmon.core.malloc import keep_freed_memory
 
+    keep_freed_memory()  # a spawned child does not run `main`
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_repeat_window_s)
     return create_app(settings)
@@ -316,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from respmon.core.malloc import keep_freed_memory
+
+    keep_freed_memory()  # before the service allocates: see respmon/core/malloc.py
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

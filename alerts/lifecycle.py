@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -37,9 +38,14 @@ async def apply_findings(conn: AsyncConnection, findings: Sequence[Finding], set
                          ) -> list[Notification]:
     """The worker's whole batch: its findings, one evaluation and category at a time (one notification at
     most for the rules that open together), then the alerts that backfilled findings raised without a
-    message and that hold now (`latest`: patient id -> time of their newest data). Returns what was sent."""
+    message and that hold now (`latest`: patient id -> time of their newest data). Returns what was sent.
+
+    The latest alert of every (patient, category) of the batch is read and locked in one query; after a
+    write, the row the write returns is that key's latest alert for the next evaluation of the batch."""
     now = now or datetime.now(UTC)
-    sent = [n for group in evaluations(findings) if (n := await _apply(conn, group, settings, now)) is not None]
+    groups = evaluations(findings)
+    known = await _latest_of(conn, [(g[0].patient_id, g[0].category) for g in groups])
+    sent = [n for group in groups if (n := await _apply(conn, group, settings, now, known)) is not None]
     return sent + await announce_held(conn, latest or {}, settings, now)
 
 
@@ -47,21 +53,31 @@ async def apply_finding(conn: AsyncConnection, finding: Finding, settings: Setti
                         now: datetime | None = None) -> int | None:
     """Apply one finding; returns the alert id when a notification was queued. (`apply_findings` decides
     on a batch's findings together: rules that open in one evaluation share one notification.)"""
-    note = await _apply(conn, [finding], settings, now or datetime.now(UTC))
+    known = await _latest_of(conn, [(finding.patient_id, finding.category)])
+    note = await _apply(conn, [finding], settings, now or datetime.now(UTC), known)
     return None if note is None else note.alert_id
 
 
-async def _apply(conn: AsyncConnection, group: Sequence[Finding], settings: Settings, now: datetime
-                 ) -> Notification | None:
+Key = tuple[str, str]
+"""(patient id, category): the alerts of one key are one alert at a time."""
+
+
+async def _apply(conn: AsyncConnection, group: Sequence[Finding], settings: Settings, now: datetime,
+                 known: dict[Key, Alert | None]) -> Notification | None:
+    """Decide on one evaluation's findings against the key's latest alert (`known`, kept up to date)."""
     first = group[0]
-    for _ in range(2):  # a second time only when another writer created the alert meanwhile
-        current = await _latest(conn, first.patient_id, first.category)
-        decision = decide(current, group, now, horizon(settings))
+    key = (first.patient_id, first.category)
+    for attempt in range(2):  # a second time only when another writer created the alert meanwhile
+        if attempt:
+            known[key] = await _latest(conn, *key)
+        decision = decide(known[key], group, now, horizon(settings))
         if not decision.events or decision.alert is None:
             return None
-        alert_id = await _save(conn, decision, max((f.received_at for f in group if f.received_at), default=None))
-        if alert_id is not None:
-            return await _record(conn, alert_id, decision, max(f.at for f in group), settings)
+        written = await _save(conn, decision, max((f.received_at for f in group if f.received_at), default=None),
+                              max(f.at for f in group))
+        if written is not None:
+            alert_id, known[key], event_id = written
+            return await _record(conn, alert_id, decision, event_id, settings)
     raise RuntimeError(f"alert of {first.patient_id}/{first.category} changed under the worker twice")
 
 
@@ -81,8 +97,10 @@ async def announce_held(conn: AsyncConnection, latest: Mapping[str, datetime], s
     for row in rows:
         decision = announce(alert_from_row(row), latest[row[1]], now, horizon(settings))
         if decision.notification is not None:
-            await _save(conn, decision, None)
-            note = await _record(conn, row[0], decision, None, settings)
+            written = await _save(conn, decision, None, None)
+            if written is None:  # cannot happen: this transaction holds the row locked
+                raise RuntimeError(f"alert {row[0]} vanished under the worker")
+            note = await _record(conn, row[0], decision, written[2], settings)
             sent += [note] if note is not None else []
     return sent
 
@@ -98,6 +116,27 @@ async def _latest(conn: AsyncConnection, patient_id: str, category: str) -> Aler
         f"SELECT {ALERT_ROW} FROM alerts WHERE patient_id = %s AND category = %s"
         " ORDER BY alert_id DESC LIMIT 1 FOR UPDATE", (patient_id, category))).fetchone()
     return None if row is None else alert_from_row(row)
+
+
+_LATEST_OF = (
+    "SELECT " + ", ".join(f"a.{c.strip()}" for c in ALERT_ROW.split(",")) +
+    " FROM unnest(%s::text[], %s::text[]) AS k (patient_id, category) CROSS JOIN LATERAL"
+    " (SELECT alert_id FROM alerts WHERE patient_id = k.patient_id AND category = k.category"
+    " ORDER BY alert_id DESC LIMIT 1) AS newest JOIN alerts AS a USING (alert_id)"
+    " ORDER BY a.alert_id FOR UPDATE OF a").encode()
+"""`_latest` of many keys: each key's newest alert id from the index, the rows locked in id order."""
+
+
+async def _latest_of(conn: AsyncConnection, keys: Sequence[Key]) -> dict[Key, Alert | None]:
+    """`_latest` of every key in one query (None: the key has no alert yet), the rows locked in id order."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    found: dict[Key, Alert | None] = dict.fromkeys(wanted)
+    rows = await (await conn.execute(_LATEST_OF, ([p for p, _ in wanted], [c for _, c in wanted]))).fetchall()
+    for row in rows:
+        found[(row[1], row[2])] = alert_from_row(row)
+    return found
 
 
 def alert_from_row(row: tuple[Any, ...]) -> Alert:
@@ -136,44 +175,56 @@ def _head(alert: Alert) -> tuple[str, Contribution]:
     return lead, alert.rules[lead]
 
 
-async def _save(conn: AsyncConnection, decision: Decision, received_at: datetime | None) -> int | None:
-    """Write the decided alert: insert a new one (None when another writer created it first) or update it."""
+_EVENTS = (
+    "events AS (INSERT INTO alert_events (alert_id, actor, action, note, finding_at)"
+    " SELECT alert.alert_id, 'rules', e.action, e.note, %s FROM alert,"
+    " unnest(%s::text[], %s::text[]) WITH ORDINALITY AS e (action, note, i) ORDER BY e.i RETURNING id)"
+    " SELECT alert.*, (SELECT max(id) FROM events) FROM alert")
+"""The audit rows of the alert the statement wrote, in the decision's order (ids ascend with it)."""
+_INSERT = (
+    "WITH alert AS (INSERT INTO alerts (severity, status, evidence, finding_at, rules, notified_severity,"
+    " resolution, rule_id, rule_version, action, citation, patient_id, category, upload_received_at, notified_at,"
+    " resolved_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+    " CASE WHEN %s THEN now() END, CASE WHEN %s = 'resolved' THEN now() END)"
+    f" ON CONFLICT (patient_id, category) WHERE status <> 'resolved' DO NOTHING RETURNING {ALERT_ROW}), "
+    + _EVENTS).encode()
+_UPDATE = (
+    "WITH alert AS (UPDATE alerts SET severity = %s, status = %s, evidence = %s, finding_at = %s, rules = %s,"
+    " notified_severity = %s, resolution = %s, rule_id = %s, rule_version = %s, action = %s, citation = %s,"
+    " updated_at = now(), upload_received_at = coalesce(%s, upload_received_at),"
+    " notified_at = CASE WHEN %s THEN now() ELSE notified_at END,"
+    " escalated_at = CASE WHEN %s THEN NULL ELSE escalated_at END,"
+    " resolved_at = CASE WHEN %s = 'resolved' THEN now() ELSE resolved_at END WHERE alert_id = %s"
+    f" RETURNING {ALERT_ROW}), " + _EVENTS).encode()
+
+
+async def _save(conn: AsyncConnection, decision: Decision, received_at: datetime | None,
+                finding_at: datetime | None) -> tuple[int, Alert, int] | None:
+    """Write the decided alert and its audit rows in one statement: insert a new alert (None when another
+    writer created it first) or update it. Returns its id, the alert as stored (as `_latest` would read it
+    now) and the id of its last audit row."""
     alert = decision.alert
     assert alert is not None
     lead, head = _head(alert)
     notify = decision.notification is not None
     values = (alert.severity, alert.status, Jsonb(dict(alert.evidence)), alert.finding_at, Jsonb(_rules_json(alert)),
               alert.notified_severity, alert.resolution, lead, head.rule_version, head.action, head.citation)
+    events = (finding_at, [action for action, _ in decision.events], [note for _, note in decision.events])
     if decision.created:
-        row = await (await conn.execute(
-            "INSERT INTO alerts (severity, status, evidence, finding_at, rules, notified_severity, resolution,"
-            " rule_id, rule_version, action, citation, patient_id, category, upload_received_at, notified_at,"
-            " resolved_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-            " CASE WHEN %s THEN now() END, CASE WHEN %s = 'resolved' THEN now() END)"
-            " ON CONFLICT (patient_id, category) WHERE status <> 'resolved' DO NOTHING RETURNING alert_id",
-            (*values, alert.patient_id, alert.category, received_at, notify, alert.status))).fetchone()
-        return None if row is None else int(row[0])
-    await conn.execute(
-        "UPDATE alerts SET severity = %s, status = %s, evidence = %s, finding_at = %s, rules = %s,"
-        " notified_severity = %s, resolution = %s, rule_id = %s, rule_version = %s, action = %s, citation = %s,"
-        " updated_at = now(), upload_received_at = coalesce(%s, upload_received_at),"
-        " notified_at = CASE WHEN %s THEN now() ELSE notified_at END,"
-        " escalated_at = CASE WHEN %s THEN NULL ELSE escalated_at END,"
-        " resolved_at = CASE WHEN %s = 'resolved' THEN now() ELSE resolved_at END WHERE alert_id = %s",
-        (*values, received_at, notify, notify, alert.status, alert.alert_id))
-    return alert.alert_id
+        cur = await conn.execute(_INSERT, (*values, alert.patient_id, alert.category, received_at, notify,
+                                           alert.status, *events))
+    else:
+        cur = await conn.execute(_UPDATE, (*values, received_at, notify, notify, alert.status, alert.alert_id,
+                                           *events))
+    row = await cur.fetchone()
+    return None if row is None else (int(row[0]), alert_from_row(row[:-1]), int(row[-1]))
 
 
-async def _record(conn: AsyncConnection, alert_id: int, decision: Decision, finding_at: datetime | None,
+async def _record(conn: AsyncConnection, alert_id: int, decision: Decision, event_id: int,
                   settings: Settings) -> Notification | None:
-    """The audit rows, for a notification one outbox row per matching route, and the change for the FHIR
-    routes once the team has been told of the alert (a backfilled alert held quiet is not pushed either)."""
-    event_id = 0
-    for action, note in decision.events:
-        row = await (await conn.execute(
-            "INSERT INTO alert_events (alert_id, actor, action, note, finding_at) VALUES (%s, 'rules', %s, %s, %s)"
-            " RETURNING id", (alert_id, action, note, finding_at))).fetchone()
-        event_id = int(row[0]) if row is not None else event_id
+    """For a notification one outbox row per matching route, and the change for the FHIR routes once the
+    team has been told of the alert (a backfilled alert held quiet is not pushed either). The audit rows
+    (`event_id` the last) are written with the alert (`_save`)."""
     sent, alert = decision.notification, decision.alert
     if alert is not None and alert.notified_severity is not None and decision.events:
         await queue_fhir_async(conn, settings, alert_id, alert.category, alert.severity, decision.events[-1][0],
@@ -208,18 +259,25 @@ def alert_payload(alert_id: int, alert: Alert, change: str, settings: Settings) 
     }
 
 
+_DELIVERY = (b"INSERT INTO deliveries (alert_id, channel, target, idempotency_key, payload, route, kind)"
+             b" VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING")
+_dumps = partial(json.dumps, default=str)
+"""The payload's JSON as PostgreSQL stores it: whatever JSON cannot say (a datetime) as its text."""
+
+
 async def queue_deliveries(conn: AsyncConnection, alert_id: int, payload: dict[str, Any], routes: list[Route],
                            kind: str) -> int:
-    """One outbox row per route; the idempotency key names the alert change, so a replay queues nothing."""
-    queued = 0
+    """One outbox row per route; the idempotency key names the alert change, so a replay queues nothing.
+    Several routes go in one pipelined `executemany`; returns the rows queued."""
+    rows = []
     for route in routes:
         key = f"alert-{alert_id}-{payload['severity']}-{payload['finding_at']}-{kind}-{route.name}"
         message = {**payload, "kind": kind, "route": route.name, "team": route.team, "idempotency_key": key}
-        cur = await conn.execute(
-            "INSERT INTO deliveries (alert_id, channel, target, idempotency_key, payload, route, kind)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (idempotency_key) DO NOTHING",
-            (alert_id, route.channel, route.target, key, Jsonb(json.loads(json.dumps(message, default=str))),
-             route.name, kind),
-        )
-        queued += cur.rowcount
-    return queued
+        rows.append((alert_id, route.channel, route.target, key, Jsonb(message, dumps=_dumps), route.name, kind))
+    if len(rows) == 1:
+        return (await conn.execute(_DELIVERY, rows[0])).rowcount
+    if not rows:
+        return 0
+    async with conn.cursor() as cur:
+        await cur.executemany(_DELIVERY, rows)
+        return cur.rowcount

@@ -216,8 +216,7 @@ class Worker:
                 await store.store_records(conn, batch.envelopes)
                 for change in batch.care_states:  # the audit row, in the transaction of what it resolves
                     await record_care_state(conn, change)
-                for finding in batch.findings:
-                    await store.store_finding(conn, finding)
+                await store.store_findings(conn, batch.findings)
                 # one decision per evaluation and category: rules opening together share one notification
                 queued.extend(await apply_findings(conn, batch.findings, self.settings, latest=latest))
 

@@ -22,6 +22,11 @@ def as_array(values: Sequence[float | None] | np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
+LEVEL = 3
+"""zlib level of the blobs: on an 8 h O2Ring night level 6 took 1.0 ms of the worker's CPU per upload for
+blobs 6 % smaller than level 3's 0.2 ms (level 1: 0.13 ms, 11 % larger). Any level decodes the same."""
+
+
 def encode_signal(values: Sequence[float | None] | np.ndarray) -> bytes:
     """`respmon-sig/1`: header `RSG1` + sample count (uint32 LE), then zlib of the values in tenths
     as int16 LE (None -> -1), byte-shuffled (all low bytes, then all high bytes).
@@ -37,7 +42,7 @@ def encode_signal(values: Sequence[float | None] | np.ndarray) -> bytes:
     scaled[np.isnan(arr)] = _NULL
     tenths = scaled.astype("<i2")
     shuffled = tenths.view(np.uint8).reshape(-1, 2).T.tobytes()  # low bytes, then high bytes
-    return _HEADER.pack(_MAGIC, len(tenths)) + zlib.compress(shuffled, 6)
+    return _HEADER.pack(_MAGIC, len(tenths)) + zlib.compress(shuffled, LEVEL)
 
 
 def decode_signal(blob: bytes | memoryview) -> np.ndarray:

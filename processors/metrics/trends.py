@@ -19,6 +19,8 @@ __all__ = [
     "SlopeResult",
     "baseline_deviation",
     "count_last",
+    "deviation_bounds",
+    "deviation_of",
     "fvc_slope",
     "projected_crossing",
     "rolling_median",
@@ -60,6 +62,18 @@ def _as_date(d: date) -> date:
 
 def _finite(v: float | None) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _median(values: list[float]) -> float:
+    """``float(np.median(values))`` of a short list of floats, the same value without numpy's overhead (the
+    rules take three a NIV night): the middle value, or the mean of the two middle ones, computed as numpy
+    does ((a + b) / 2)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    middle = ordered[mid - 1 + len(ordered) % 2:mid + 1]
+    if 0.0 in middle:  # which of 0.0 and -0.0 ends in the middle is numpy's partition's choice
+        return float(np.median(values))
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def fvc_slope(
@@ -161,13 +175,22 @@ def baseline_deviation(
         if not rows:
             return Deviation(None, None, None, 0, 0)
         as_of = max(d for d, _ in rows)
-    as_of = _as_date(as_of)
-    recent_from = as_of - timedelta(days=recent_days)
-    base_from = recent_from - timedelta(days=baseline_days)
+    base_from, recent_from, as_of = deviation_bounds(_as_date(as_of), recent_days, baseline_days)
     recent = [v for d, v in rows if recent_from < d <= as_of]
     base = [v for d, v in rows if base_from < d <= recent_from]
-    r_med = float(np.median(recent)) if recent else None
-    b_med = float(np.median(base)) if base else None
+    return deviation_of(base, recent)
+
+
+def deviation_bounds(as_of: date, recent_days: float, baseline_days: float) -> tuple[date, date, date]:
+    """The windows of :func:`baseline_deviation`: baseline ``(first, second]``, recent ``(second, third]``."""
+    recent_from = as_of - timedelta(days=recent_days)
+    return recent_from - timedelta(days=baseline_days), recent_from, as_of
+
+
+def deviation_of(base: list[float], recent: list[float]) -> Deviation:
+    """:func:`baseline_deviation` of the values already split into its two windows (finite floats)."""
+    r_med = _median(recent) if recent else None
+    b_med = _median(base) if base else None
     pct = None
     if r_med is not None and b_med is not None and b_med != 0:
         pct = 100.0 * (r_med - b_med) / b_med

@@ -24,7 +24,8 @@ from processors.rules.loader import ResolveAfter, Rule, RuleSet
 from processors.rules.rulefile import IMMEDIATE
 from schemas.findings import SEVERITY_ORDER, Finding, FindingState
 
-__all__ = ["CONDITION_CLEARED", "NO_LONGER_APPLIES", "Verdict", "evaluate", "evaluate_rule", "transition"]
+__all__ = ["CONDITION_CLEARED", "NO_LONGER_APPLIES", "Verdict", "evaluate", "evaluate_changes", "evaluate_rule",
+           "transition"]
 
 CONDITION_CLEARED = "condition_cleared"
 """A resolved finding's `resolution` when its value returned to normal (for `resolve_after`)."""
@@ -75,24 +76,41 @@ def evaluate_rule(rule: Rule, ctx: EvalContext, wants_evidence: Callable[[str, s
     nothing): it is then left empty, which saves most of the cost of a rule that does not fire.
     `fresh` is the history store of the record that triggered this evaluation (None for a tick). `states`:
     the care states in effect (`carestates.in_effect`); one that silences the rule makes it not apply."""
-    ctx.start_rule(rule.params)
-    silenced = {name: how for name, how in (states or {}).items() if name in rule.silenced_by}
-    applies = not silenced and (rule.applies is None or rule.applies.evaluate(ctx) is True)
-    holds = False
-    severity: str | None = None
-    action = rule.action
-    if applies:
-        holds = rule.when.evaluate(ctx) is True
-    if holds:
-        severity = next((t.level for t in rule.tiers if t.when is None or t.when.evaluate(ctx) is True),
-                        rule.tiers[-1].level)
-        extra = [text for cond, text in rule.advice if cond.evaluate(ctx) is True]
-        if extra:
-            action = " ".join([action, *extra])
-    verdict = Verdict(rule_id=rule.id, rule_version=rule.version, category=rule.category, severity=severity,
-                      holds=holds, evidence={}, action=action, citation=rule.citation, title=rule.title,
-                      as_of=ctx.as_of, applies=applies, fresh=fresh in rule.reads, resolve_after=rule.resolve_after)
-    if wants_evidence is not None and not wants_evidence(rule.id, severity):
+    verdict = _evaluate_rule(rule, ctx, wants_evidence, fresh, states or {}, None)
+    assert verdict is not None  # only a rule that is quiet among open findings has none
+    return verdict
+
+
+UNTRACED = True
+"""Decide a verdict whose evidence may not be wanted without a trace, and trace it only when it is; False
+traces every rule (the reference path the tests compare it with: same findings, same evidence)."""
+Outcome = tuple[bool, bool, str | None, str]
+"""A rule's (applies, holds, severity, action)."""
+
+
+def _evaluate_rule(rule: Rule, ctx: EvalContext, wants_evidence: Callable[[str, str | None], bool] | None,
+                   fresh: str | None, states: Mapping[str, Any], open_: Mapping[str, Any] | None) -> Verdict | None:
+    """:func:`evaluate_rule`; with the open findings `open_`, None for a rule that neither holds nor has one.
+
+    With `wants_evidence` the rule is decided without a trace (its inputs are not recorded: most of the cost
+    of an evaluation), and evaluated again with one only when its evidence is wanted: evaluation does not
+    depend on tracing, so both passes decide alike (the tracing pass is the reference)."""
+    silenced = {name: how for name, how in states.items() if name in rule.silenced_by} if states else {}
+    if wants_evidence is not None and UNTRACED:
+        traced, ctx.tracing = ctx.tracing, False
+        try:
+            outcome = _outcome(rule, ctx, silenced)
+        finally:
+            ctx.tracing = traced
+        if open_ is not None and not outcome[1] and rule.id not in open_:
+            return None  # `transition` passes over it: no finding to open or to resolve
+        if not wants_evidence(rule.id, outcome[2]):
+            return _verdict(rule, ctx, outcome, fresh)
+    outcome = _outcome(rule, ctx, silenced)
+    if open_ is not None and not outcome[1] and rule.id not in open_:
+        return None
+    verdict = _verdict(rule, ctx, outcome, fresh)
+    if wants_evidence is not None and not wants_evidence(rule.id, outcome[2]):
         return verdict
     values: dict[str, Any] = {}
     for name, compiled in rule.lets:
@@ -109,9 +127,34 @@ def evaluate_rule(rule: Rule, ctx: EvalContext, wants_evidence: Callable[[str, s
         "inputs": _jsonable(ctx.trace),
     }
     if rule.applies is not None or silenced:
-        evidence["applies"] = {"condition": rule.applies.source if rule.applies else None, "value": applies,
+        evidence["applies"] = {"condition": rule.applies.source if rule.applies else None, "value": verdict.applies,
                                **({"care_state": silenced} if silenced else {})}
     return replace(verdict, evidence=evidence)
+
+
+def _outcome(rule: Rule, ctx: EvalContext, silenced: Mapping[str, Any]) -> Outcome:
+    """Whether the rule applies and holds, its severity and action, in a fresh rule scope of the context."""
+    ctx.start_rule(rule.params)
+    applies = not silenced and (rule.applies is None or rule.applies.evaluate(ctx) is True)
+    holds = False
+    severity: str | None = None
+    action = rule.action
+    if applies:
+        holds = rule.when.evaluate(ctx) is True
+    if holds:
+        severity = next((t.level for t in rule.tiers if t.when is None or t.when.evaluate(ctx) is True),
+                        rule.tiers[-1].level)
+        extra = [text for cond, text in rule.advice if cond.evaluate(ctx) is True]
+        if extra:
+            action = " ".join([action, *extra])
+    return applies, holds, severity, action
+
+
+def _verdict(rule: Rule, ctx: EvalContext, outcome: Outcome, fresh: str | None) -> Verdict:
+    applies, holds, severity, action = outcome
+    return Verdict(rule_id=rule.id, rule_version=rule.version, category=rule.category, severity=severity,
+                   holds=holds, evidence={}, action=action, citation=rule.citation, title=rule.title,
+                   as_of=ctx.as_of, applies=applies, fresh=fresh in rule.reads, resolve_after=rule.resolve_after)
 
 
 def evaluate(rules: RuleSet, history: PatientHistory, as_of: datetime, *, changes_only: bool = False,
@@ -121,17 +164,33 @@ def evaluate(rules: RuleSet, history: PatientHistory, as_of: datetime, *, change
     With `changes_only`, evidence is built only for verdicts that `transition` may turn into a finding
     (a rule that starts holding, changes severity or stops holding); the others carry none. `fresh` is
     the store of the new record evaluated (None: a tick, time passing)."""
+    return _evaluate(rules, history, as_of, changes_only=changes_only, fresh=fresh, quiet=True)
+
+
+def evaluate_changes(rules: RuleSet, history: PatientHistory, as_of: datetime, *,
+                     fresh: str | None = None) -> list[Verdict]:
+    """What :func:`transition` acts on: ``evaluate(changes_only=True)`` without the verdicts of rules that
+    neither hold nor have an open finding (most rules, most evaluations), which it passes over."""
+    return _evaluate(rules, history, as_of, changes_only=True, fresh=fresh, quiet=False)
+
+
+def _evaluate(rules: RuleSet, history: PatientHistory, as_of: datetime, *, changes_only: bool, fresh: str | None,
+              quiet: bool) -> list[Verdict]:
     if as_of.tzinfo is None:
         raise ValueError("as_of must be timezone-aware")
     ctx = EvalContext(history, as_of, rules.definitions)
+    open_ = history.open
 
     def changes(rule_id: str, severity: str | None) -> bool:
-        previous = history.open.get(rule_id)
+        previous = open_.get(rule_id)
         return (previous["severity"] if previous else None) != severity
 
     wants = changes if changes_only else None
+    ctx.tracing = False  # what the states' conditions read is no rule's evidence
     states = in_effect(ctx, rules.care_states)
-    return [evaluate_rule(rule, ctx, wants, fresh, states) for rule in rules.enabled()]
+    ctx.tracing = True
+    out = [_evaluate_rule(rule, ctx, wants, fresh, states, None if quiet else open_) for rule in rules.enabled()]
+    return [v for v in out if v is not None]
 
 
 def transition(

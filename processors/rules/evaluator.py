@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from processors.rules.engine import evaluate, transition
+from processors.rules.engine import evaluate_changes, transition
 from processors.rules.history import PatientHistory, Record, event_time, record_kind
 from processors.rules.loader import RuleSet
 from schemas import CareStateChange, Envelope, Finding
@@ -49,7 +49,7 @@ def tick(
     if history.evaluated_at is not None:
         last = datetime.fromisoformat(history.evaluated_at)
         at = max(at, last)
-    verdicts = evaluate(rules, history, at, changes_only=True, fresh=fresh)
+    verdicts = evaluate_changes(rules, history, at, fresh=fresh)
     findings = transition(history, verdicts, at, upload_id=upload_id, received_at=received_at)
     history.evaluated_at = at.isoformat()
     return findings

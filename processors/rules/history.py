@@ -234,13 +234,13 @@ class PatientHistory:
         self.last_event_ts[store] = max(self.last_event_ts.get(store, t), t)
         rows = self._rows[store]
         natural, key = build.key(row), build.key
-        if kind.merges:  # another part of the same night: merged into its row (schemas.niv.merged)
-            part = next((r for r in rows if key(r) == natural), None)
-            if part is not None:
-                row = merged(part, row)
-        if any(key(r) == natural and _same_row(r, row) for r in rows):
+        held = [r for r in rows if key(r) == natural]  # its rows so far (one pass over the store)
+        if kind.merges and held:  # another part of the same night: merged into its row (schemas.niv.merged)
+            row = merged(held[0], row)
+        if any(_same_row(r, row) for r in held):
             return False  # a replay (at-least-once delivery, or the same data sent again): nothing changes
-        rows[:] = [r for r in rows if key(r) != natural]
+        if held:
+            rows[:] = [r for r in rows if key(r) != natural]
         insort(rows, row, key=lambda r: r["t"])
         if kind is SPIROMETRY:
             self._pair_supine(row["k"][:10])

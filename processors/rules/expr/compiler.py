@@ -89,8 +89,11 @@ class Compiled:
     def typ(self) -> Any:
         return self.node.typ
 
+    def __post_init__(self) -> None:
+        self._series = isinstance(self.node, SeriesNode)  # evaluated per rule and event: checked once
+
     def evaluate(self, ctx: EvalContext) -> Any:
-        if isinstance(self.node, SeriesNode):
+        if self._series:
             return None
         return self.node.ev(ctx)
 

@@ -6,14 +6,16 @@ inputs in the context's trace, which becomes the verdict's evidence.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from processors.metrics import trends
 from processors.rules.expr.context import EvalContext
-from processors.rules.expr.nodes import Call, Const, KindRef
+from processors.rules.expr.nodes import Call, KindRef
 from processors.rules.expr.types import ANY, BOOL, DEV, NUM, SLOPE, STR
 from processors.rules.expr.window import (
     DAY_S,
@@ -35,8 +37,9 @@ def _agg(reduce: Callable[[list[Any]], Any], flags: bool = False) -> Callable[[C
         min_n = int(keyword_value(call, "min_n", ctx, 0 if flags else 1))
         values = [v for _, v in picked]
         result = reduce(values) if len(values) >= max(min_n, 0 if flags else 1) else None
-        ctx.record(call.src, {"value": round_value(result), "window": window,
-                              **evidence_points(series, picked, series.typ.primary, ctx, flags)})
+        if ctx.tracing:
+            ctx.record(call.src, {"value": round_value(result), "window": window,
+                                  **evidence_points(series, picked, series.typ.primary, ctx, flags)})
         return result
 
     return impl
@@ -49,6 +52,8 @@ def _latest(call: Call, ctx: EvalContext) -> Any:
     keep_missing = keyword_value(call, "skip_missing", ctx, True) is False
     picked, window = select_rows(call, ctx, series, default_last=1, keep_missing=keep_missing)
     value = picked[-1][1] if picked else None
+    if not ctx.tracing:
+        return value
     entry: dict[str, Any] = {"value": round_value(value), "window": window}
     if picked:
         row = picked[-1][0]
@@ -66,6 +71,8 @@ def _first(call: Call, ctx: EvalContext) -> Any:
     series = series_arg(call)
     picked, window = select_rows(call, ctx, series)
     value = picked[0][1] if picked else None
+    if not ctx.tracing:
+        return value
     entry: dict[str, Any] = {"value": round_value(value), "window": window}
     if picked:
         entry["date"] = picked[0][0]["d"]
@@ -92,7 +99,8 @@ def _days_since(call: Call, ctx: EvalContext) -> Any:
         ts = picked[-1][0]["t"] if picked else None
         date_s = picked[-1][0]["d"] if picked else None
     value = _days_between(ctx, ts)
-    ctx.record(call.src, {"value": value, "last_date": date_s, "as_of": ctx.as_of.isoformat()})
+    if ctx.tracing:
+        ctx.record(call.src, {"value": value, "last_date": date_s, "as_of": ctx.as_of.isoformat()})
     return value
 
 
@@ -103,7 +111,8 @@ def _days_since_first(call: Call, ctx: EvalContext) -> Any:
     if ts is not None and ts > ctx.as_ts:
         ts = None
     value = _days_between(ctx, ts)
-    ctx.record(call.src, {"value": value, "first": None if ts is None else iso_time(ts)})
+    if ctx.tracing:
+        ctx.record(call.src, {"value": value, "first": None if ts is None else iso_time(ts)})
     return value
 
 
@@ -112,7 +121,8 @@ def _days_monitored(call: Call, ctx: EvalContext) -> Any:
     if ts is not None and ts > ctx.as_ts:
         ts = None
     value = _days_between(ctx, ts)
-    ctx.record(call.src, {"value": value, "first": None if ts is None else iso_time(ts)})
+    if ctx.tracing:
+        ctx.record(call.src, {"value": value, "first": None if ts is None else iso_time(ts)})
     return value
 
 
@@ -135,7 +145,9 @@ def _care_state(call: Call, ctx: EvalContext) -> Any:
     """The care state the team set for as_of ("none" when none): `schemas.carestate`."""
     entry = ctx.source.care_state_at(ctx.as_ts)
     value = entry["state"] if entry else "none"
-    ctx.record(call.src, {"value": value, **({"since": entry["since"], "set_by": entry["set_by"]} if entry else {})})
+    if ctx.tracing:
+        shown = {"since": entry["since"], "set_by": entry["set_by"]} if entry else {}
+        ctx.record(call.src, {"value": value, **shown})
     return value
 
 
@@ -165,15 +177,12 @@ def _scalar_minmax(fn: Callable[..., Any]) -> Callable[[Call, EvalContext], Any]
 
 
 def _slope(call: Call, ctx: EvalContext) -> Any:
-    from processors.metrics import trends
-
     series = series_arg(call)
     days = keyword_value(call, "days", ctx, 180)
     min_n = int(keyword_value(call, "min_n", ctx, 3))
     min_span = keyword_value(call, "min_span_days", ctx, 60)
-    if "days" not in call.kwargs:  # window ends at as_of, like every other window
-        call = Call(call.name, call.impl, call.args, {**call.kwargs, "days": Const(days, NUM)}, call.typ)
-    picked, window = select_rows(call, ctx, series)
+    # without days= the window is the default's, ending at as_of like every other window
+    picked, window = select_rows(call, ctx, series, days=days)
     points = [(datetime.fromtimestamp(r["t"], tz=UTC), float(v)) for r, v in picked]
     res = trends.fvc_slope(points, window_days=days, min_sessions=min_n, min_span_days=min_span)
     out = {
@@ -187,22 +196,18 @@ def _slope(call: Call, ctx: EvalContext) -> Any:
     }
     if not out["estimable"]:
         out["per_month"] = None
-    ctx.record(call.src, {"value": {k: v for k, v in out.items() if not k.startswith("_")},
-                          "window": window, **evidence_points(series, picked, series.typ.primary, ctx)})
+    if ctx.tracing:
+        ctx.record(call.src, {"value": {k: v for k, v in out.items() if not k.startswith("_")},
+                              "window": window, **evidence_points(series, picked, series.typ.primary, ctx)})
     return out
 
 
 def _deviation(call: Call, ctx: EvalContext) -> Any:
-    from processors.metrics import trends
-
     series = series_arg(call)
     recent = keyword_value(call, "recent", ctx, 5)
     baseline = keyword_value(call, "baseline", ctx, 90)
-    kwargs = {k: v for k, v in call.kwargs.items() if k not in ("recent", "baseline")}
-    sub = Call(call.name, call.impl, call.args, {**kwargs, "days": Const(recent + baseline + 2, NUM)}, call.typ)
-    picked, window = select_rows(sub, ctx, series)
-    hist = [(date.fromisoformat(r["d"][:10]), float(v)) for r, v in picked]
-    res = trends.baseline_deviation(hist, recent_days=recent, baseline_days=baseline, as_of=_as_of_day(ctx))
+    picked, window = select_rows(call, ctx, series, days=recent + baseline + 2)
+    res = trends.deviation_of(*_deviation_split(picked, recent, baseline, ctx))
     b, r = getattr(res, "baseline_median", None), getattr(res, "recent_median", None)
     out = {
         "pct": round_value(getattr(res, "pct_change", None)),
@@ -212,10 +217,32 @@ def _deviation(call: Call, ctx: EvalContext) -> Any:
         "n_baseline": getattr(res, "n_baseline", 0),
         "n_recent": getattr(res, "n_recent", 0),
     }
+    if not ctx.tracing:
+        return out
     recent_pts = [p for p in picked if p[0]["t"] > ctx.as_ts - float(recent) * DAY_S]
     ctx.record(call.src, {"value": out, "window": {**window, "recent_days": recent, "baseline_days": baseline},
                           **evidence_points(series, recent_pts, series.typ.primary, ctx)})
     return out
+
+
+def _deviation_split(picked: list[tuple[dict[str, Any], Any]], recent: float, baseline: float,
+                     ctx: EvalContext) -> tuple[list[float], list[float]]:
+    """The values of `trends.baseline_deviation` windows (baseline, recent) on the rows' dates, as it splits
+    them: its bounds, compared as ISO dates (``YYYY-MM-DD`` strings order as the dates do) rather than
+    parsing each row's date; NaN is no value. A NIV night reads four deviations of ~97 nights."""
+    base_from, recent_from, end = (d.isoformat() for d in trends.deviation_bounds(_as_of_day(ctx), recent, baseline))
+    base: list[float] = []
+    recents: list[float] = []
+    for row, v in picked:
+        x = float(v)
+        if math.isnan(x):
+            continue
+        day = row["d"][:10]
+        if recent_from < day <= end:
+            recents.append(x)
+        elif base_from < day <= recent_from:
+            base.append(x)
+    return base, recents
 
 
 def _as_of_day(ctx: EvalContext) -> date:

@@ -8,7 +8,8 @@ with it is missing, a comparison with it is no.
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Hashable
 from datetime import datetime
 from typing import Any
 
@@ -90,6 +91,25 @@ class SeriesNode(Node):
         val = self.val
         return lambda row, ctx: val(row, kind, ctx)
 
+    def needs(self) -> frozenset[tuple[str, str]]:
+        """(kind, field) pairs the value is missing without, row for row: a row whose field is missing (or,
+        for another kind's field, that has no row of that kind on its key) has a missing value."""
+        return frozenset()
+
+    @property
+    def missing_without(self) -> frozenset[tuple[str, str]]:
+        """:meth:`needs` of a pure series (empty for another: its evaluation must not be skipped), worked out
+        once. A window whose rows all lack one of them picks nothing, whatever the rows (`select_rows`)."""
+        known: frozenset[tuple[str, str]] | None = self.__dict__.get("_missing_without")
+        if known is None:
+            known = self.__dict__["_missing_without"] = self.needs() if self.pure else frozenset()
+        return known
+
+
+def _needs(parts: list[Node]) -> frozenset[tuple[str, str]]:
+    """What an element-wise node missing when any of its operands is missing needs: what each series needs."""
+    return frozenset().union(*(p.needs() for p in parts if isinstance(p, SeriesNode)))
+
 
 class Const(Node):
     pure = True
@@ -146,6 +166,9 @@ class LetSeries(SeriesNode):
     def _row_fn(self, kind: str) -> RowFn:
         return self.node.row_fn(kind)
 
+    def needs(self) -> frozenset[tuple[str, str]]:
+        return self.node.needs()
+
 
 class KindRef(Node):
     pure = True
@@ -173,6 +196,9 @@ class Field(SeriesNode):
     @property
     def pure(self) -> bool:  # type: ignore[override]
         return self.item is None  # an item index could fail on a short list: evaluated as val does
+
+    def needs(self) -> frozenset[tuple[str, str]]:
+        return frozenset() if self.item is not None else frozenset({(self.kind, self.name)})
 
     def _row_fn(self, kind: str) -> RowFn:
         name, other = self.name, self.kind
@@ -246,7 +272,11 @@ class Compare(Node):
         self.parts, self.ops, self.typ = parts, ops, BOOL
 
     def ev(self, ctx: EvalContext) -> Any:
-        values = [p.ev(ctx) for p in self.parts]
+        parts = self.parts
+        if len(parts) == 2:  # the common case without the lists: both sides evaluated, as below
+            a, b = parts[0].ev(ctx), parts[1].ev(ctx)
+            return a is not None and b is not None and bool(self.ops[0](a, b))
+        values = [p.ev(ctx) for p in parts]
         for op, a, b in zip(self.ops, values, values[1:]):
             if not _compare(op, a, b):
                 return False
@@ -266,6 +296,9 @@ class SeriesCompare(SeriesNode):
     @property
     def pure(self) -> bool:  # type: ignore[override]
         return _all_pure(self.parts)
+
+    def needs(self) -> frozenset[tuple[str, str]]:
+        return _needs(self.parts)  # any operand missing: missing (val, and every row function below)
 
     def _row_fn(self, kind: str) -> RowFn:
         if len(self.parts) != 2:
@@ -318,9 +351,14 @@ class BoolOp(Node):
         self.is_and, self.parts, self.typ = is_and, parts, BOOL
 
     def ev(self, ctx: EvalContext) -> Any:
-        # every operand is evaluated (no short circuit) so evidence shows all inputs
-        values = [p.ev(ctx) is True for p in self.parts]
-        return all(values) if self.is_and else any(values)
+        # every operand is evaluated (no short circuit) so evidence shows all inputs, and an operand that
+        # fails fails the evaluation whatever the others are
+        found = not self.is_and  # `or` holds once an operand is yes, `and` fails once one is not
+        result = self.is_and
+        for p in self.parts:
+            if (p.ev(ctx) is True) is found:
+                result = found
+        return result
 
 
 class SeriesBoolOp(SeriesNode):
@@ -336,6 +374,9 @@ class SeriesBoolOp(SeriesNode):
     @property
     def pure(self) -> bool:  # type: ignore[override]
         return _all_pure(self.parts)
+
+    def needs(self) -> frozenset[tuple[str, str]]:
+        return _needs(self.parts)  # a row missing any operand drops out (val, and both row functions)
 
     def _row_fn(self, kind: str) -> RowFn:
         fns = [_operand_fn(p, kind) for p in self.parts]
@@ -383,6 +424,9 @@ class SeriesNot(SeriesNode):
     @property
     def pure(self) -> bool:  # type: ignore[override]
         return self.operand.pure
+
+    def needs(self) -> frozenset[tuple[str, str]]:
+        return self.operand.needs()
 
     def _row_fn(self, kind: str) -> RowFn:
         fn = self.operand.row_fn(kind)
@@ -456,16 +500,39 @@ class DaysTo(Node):
         if isinstance(crossing, datetime):
             crossing = crossing.date()
         days = (crossing - ctx.as_of.date()).days
-        ctx.record(self.src, {"value": days, "crossing_date": crossing.isoformat(), "threshold": thr})
+        if ctx.tracing:
+            ctx.record(self.src, {"value": days, "crossing_date": crossing.isoformat(), "threshold": thr})
         return days
+
+
+WindowNodes = tuple[tuple[Node, ...], Node | None, Node | None, Node | None]
+"""A call's window keywords: (nights/sessions/last given, days, valid_only, where)."""
 
 
 class Call(Node):
     def __init__(self, name: str, impl: Callable[..., Any], args: list[Node], kwargs: dict[str, Node], typ: Any):
         self.name, self.impl, self.args, self.kwargs, self.typ = name, impl, args, kwargs, typ
+        # looked up once here rather than by name on every evaluation (`window.select_rows`)
+        self.window: WindowNodes = (tuple(kwargs[k] for k in ("nights", "sessions", "last") if k in kwargs),
+                                    kwargs.get("days"), kwargs.get("valid_only"), kwargs.get("where"))
+        self._shared: SharedKey | None = None
+        self._shared_known = False  # `_shared` is worked out on the first evaluation (`shared_key`)
 
     def ev(self, ctx: EvalContext) -> Any:
-        return self.impl(self, ctx)
+        if ctx.tracing:  # the reference path: every call evaluated, its inputs recorded
+            return self.impl(self, ctx)
+        if not self._shared_known:
+            self._shared, self._shared_known = shared_key(self), True
+        shared = self._shared
+        if shared is None:
+            return self.impl(self, ctx)
+        shape, names = shared
+        key = (shape, *(_frozen(ctx.params[n]) for n in names)) if names else shape
+        values = ctx.values
+        value = values.get(key, _UNSET)
+        if value is _UNSET:
+            value = values[key] = self.impl(self, ctx)
+        return value
 
 
 class ListConst(Node):
@@ -474,3 +541,74 @@ class ListConst(Node):
 
     def ev(self, ctx: EvalContext) -> Any:
         return tuple(i.ev(ctx) for i in self.items)
+
+
+# ------------------------------------------------------------------------ calls shared by rules
+SharedKey = tuple[int, tuple[str, ...]]
+"""A call's shape (an id standing for its structure) and the params it reads, in order."""
+_UNSET: Any = object()
+_SHAPES: dict[Hashable, int] = {}
+_SHAPE_IDS = itertools.count()
+
+
+def shared_key(call: Call) -> SharedKey | None:
+    """What a call's value depends on in one evaluation context: its structure (the function, its arguments and
+    keywords, node by node: the same call written in two rules is one) and the values of the params it reads.
+    Rules of one evaluation share such calls' values when the context does not trace (`Call.ev`): ~60 calls
+    an event, many the same (`latest(alsfrs.item(12))` five times). None: a node whose value this does not
+    know to depend on nothing else (none today); such a call is evaluated every time."""
+    params: list[str] = []
+    shape = _shape(call, params)
+    if shape is None:
+        return None
+    return _SHAPES.setdefault(shape, next(_SHAPE_IDS)), tuple(dict.fromkeys(params))
+
+
+def _shape(node: Node, params: list[str]) -> Hashable | None:
+    """A node's structure as a hashable value; the names of the params it reads are appended to `params`."""
+    own: Hashable = None
+    kids: list[Node] = []
+    if isinstance(node, Const):
+        own = (type(node.value), node.value)  # 1, 1.0 and True are equal keys, not equal constants
+    elif isinstance(node, ParamRef):
+        params.append(node.name)
+        own = node.name
+    elif isinstance(node, DefRef):
+        own = node.name  # one value per context
+    elif isinstance(node, KindRef):
+        own = node.kind
+    elif isinstance(node, Field):
+        own = (node.kind, node.name, node.item)
+    elif isinstance(node, (LetRef, LetSeries)):
+        kids = [node.node]  # its rule's expression, whatever the let is called
+    elif isinstance(node, (Compare, SeriesCompare)):
+        own, kids = tuple(node.ops), node.parts
+    elif isinstance(node, (BoolOp, SeriesBoolOp)):
+        own, kids = node.is_and, node.parts
+    elif isinstance(node, (Not, SeriesNot, Neg)):
+        kids = [node.operand]
+    elif isinstance(node, (Arith, SeriesArith)):
+        own, kids = node.op, [node.left, node.right]
+    elif isinstance(node, Attr):
+        own, kids = node.name, [node.obj]
+    elif isinstance(node, DaysTo):
+        kids = [node.obj, node.threshold]
+    elif isinstance(node, Call):
+        names = tuple(sorted(node.kwargs))
+        own, kids = (node.name, node.impl, names), [*node.args, *(node.kwargs[k] for k in names)]
+    elif isinstance(node, ListConst):
+        kids = node.items
+    else:
+        return None
+    shapes = []
+    for kid in kids:
+        shape = _shape(kid, params)
+        if shape is None:
+            return None
+        shapes.append(shape)
+    return type(node), node.typ, own, tuple(shapes)
+
+
+def _frozen(value: Any) -> Hashable:
+    """A param value as part of a key: lists (`bad_grades`) as tuples, and typed (True is not 1)."""
+    return type(value), tuple(value) if isinstance(value, list) else value

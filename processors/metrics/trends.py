@@ -120,7 +120,8 @@ def projected_crossing(slope: SlopeResult, threshold: float = 50.0, as_of: date 
     ``fit`` is ``slope.intercept_now``, the fitted value at the last session, so ``as_of`` should
     be that session's date (the default, ``slope.last_date``). None when not estimable or the
     slope is >= 0. A fit already below the threshold gives a date in the past (when the line
-    crossed). Days are floored (earlier date, the cautious side).
+    crossed). Days are floored (earlier date, the cautious side). Dates beyond the calendar are
+    clamped to `date.min` / `date.max`.
     """
     if not slope.estimable or slope.slope_per_month is None or slope.intercept_now is None:
         return None
@@ -130,7 +131,15 @@ def projected_crossing(slope: SlopeResult, threshold: float = 50.0, as_of: date 
     if anchor is None:
         raise ValueError("as_of is required when the slope carries no last_date")
     days = (slope.intercept_now - threshold) / abs(slope.slope_per_month) * DAYS_PER_MONTH
-    return _as_date(anchor) + timedelta(days=math.floor(days))
+    start = _as_date(anchor)
+    # A nearly flat line crosses after year 9999 (or crossed before year 1): the calendar's ends stand for
+    # "far in the future" and "long ago", so a rule comparing the days still decides instead of the
+    # patient's whole evaluation failing with an OverflowError (NS-SLOPE with a slope of -1e-4 %/month).
+    if days >= (date.max - start).days:
+        return date.max
+    if days <= (date.min - start).days:
+        return date.min
+    return start + timedelta(days=math.floor(days))
 
 
 def rolling_median(values: Sequence[float | None], n: int) -> float | None:

@@ -79,6 +79,13 @@ def test_projected_crossing_none() -> None:
     assert projected_crossing(SlopeResult(None, None, 2, 10.0, False, "few", None), as_of=date(2026, 1, 1)) is None
 
 
+def test_projected_crossing_beyond_the_calendar_is_clamped_to_its_ends() -> None:
+    # -1e-4 %/month from 62 %: 3.6 million days ahead, after 9999-12-31; -1e-5 from 48 %: before year 1
+    assert projected_crossing(SlopeResult(-1e-4, 62.0, 5, 150.0, True, None, date(2026, 1, 1))) == date.max
+    assert projected_crossing(SlopeResult(-1e-5, 48.0, 5, 150.0, True, None, date(2026, 1, 1))) == date.min
+    assert projected_crossing(SlopeResult(-1e-300, 62.0, 5, 150.0, True, None, date(2026, 1, 1))) == date.max
+
+
 def test_projection_from_a_fit() -> None:
     # line from 80 % at -2.7 %/month; last session day 180: fit 64.0132; (64.0132 - 50) / 2.7
     # * 30.4 = 157.76 d -> 157 d after 2026-06-30 = 2026-12-04

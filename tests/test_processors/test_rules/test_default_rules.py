@@ -120,6 +120,9 @@ CASES = [
     Case("NS-SLOPE", "-2.9 %/month", lambda: fvc_trend(-2.9, 62.0), None),
     Case("NS-SLOPE", "-4 %/month but crossing in > 90 d", lambda: fvc_trend(-4.0, 90.0), None),
     Case("NS-SLOPE", "2 sessions", lambda: fvc_trend(-6.0, 70.0)[-2:], None),
+    # a nearly flat line reaches 50 % after year 9999: no finding, and no OverflowError failing the patient
+    Case("NS-SLOPE", "nearly flat, crossing beyond the calendar",
+         lambda: [spiro(P, day(d), 66.0 - 1e-6 * d) for d in (0, 30, 60, 90, 120)], None),
     Case("NS-ORTHO", "orthopnoea item 11 = 2, FVC 90", lambda: [alsfrs(P, day(0), i11=2), spiro(P, day(1), 90.0)],
          "high"),
     Case("NS-ORTHO", "item 11 = 3", lambda: [alsfrs(P, day(0), i11=3), spiro(P, day(1), 90.0)], None),

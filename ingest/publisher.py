@@ -21,6 +21,7 @@ class Publisher:
             compression_type="lz4",
             max_request_size=8 * 1024 * 1024,
             request_timeout_ms=int(settings.publish_timeout_s * 1000),
+            metrics_enabled=False,  # kafka-python's own sensors, read by nobody here (ingest exports Prometheus)
         )
 
     def publish(self, envelopes: list[Envelope]) -> None:

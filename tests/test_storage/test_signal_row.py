@@ -70,3 +70,9 @@ def test_array_text_matches_the_list_text(values: list[float | None], interval_s
 def test_empty_series_is_an_empty_array() -> None:
     arrays = minute_tenths(np.zeros(0), 4.0)
     assert store.tenths_array(arrays.mean, arrays.empty) == "{}" == reference_int_array([])
+
+
+def test_array_text_outside_the_signal_range_is_still_exact() -> None:
+    values = np.array([-5, 0, 32767, 32768, 100000])
+    assert store.tenths_array(values, np.array([False, True, False, False, False])) == "{-5,NULL,32767,32768,100000}"
+    assert store.tenths_array(np.array([], dtype=np.int64), np.array([], dtype=bool)) == "{}"

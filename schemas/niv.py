@@ -78,7 +78,8 @@ def merged(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     def said(part: Mapping[str, Any], f: str) -> bool:
         return part.get(f) is not None and part.get(f) != NOT_SAID.get(f)
 
-    out = {f: first.get(f) if said(first, f) or not said(second, f) else second[f] for f in {*old, *new}}
+    fields = dict.fromkeys([*old, *new])  # old's order, then new's own: a set's order changed per process
+    out = {f: first.get(f) if said(first, f) or not said(second, f) else second[f] for f in fields}
     if "basis" in out:
         out["basis"] = "day_summary" if "day_summary" in (old.get("basis"), new.get("basis")) else "sessions"
     return out

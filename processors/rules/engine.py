@@ -96,22 +96,15 @@ def _evaluate_rule(rule: Rule, ctx: EvalContext, wants_evidence: Callable[[str, 
     of an evaluation), and evaluated again with one only when its evidence is wanted: evaluation does not
     depend on tracing, so both passes decide alike (the tracing pass is the reference)."""
     silenced = {name: how for name, how in states.items() if name in rule.silenced_by} if states else {}
-    if wants_evidence is not None and UNTRACED:
-        traced, ctx.tracing = ctx.tracing, False
-        try:
-            outcome = _outcome(rule, ctx, silenced)
-        finally:
-            ctx.tracing = traced
-        if open_ is not None and not outcome[1] and rule.id not in open_:
-            return None  # `transition` passes over it: no finding to open or to resolve
-        if not wants_evidence(rule.id, outcome[2]):
-            return _verdict(rule, ctx, outcome, fresh)
-    outcome = _outcome(rule, ctx, silenced)
+    traced = wants_evidence is None or not UNTRACED
+    outcome = _outcome(rule, ctx, silenced) if traced else _untraced_outcome(rule, ctx, silenced)
     if open_ is not None and not outcome[1] and rule.id not in open_:
-        return None
+        return None  # `transition` passes over it: no finding to open or to resolve
     verdict = _verdict(rule, ctx, outcome, fresh)
     if wants_evidence is not None and not wants_evidence(rule.id, outcome[2]):
         return verdict
+    if not traced:
+        _outcome(rule, ctx, silenced)  # the same decision again, recording the inputs its evidence shows
     values: dict[str, Any] = {}
     for name, compiled in rule.lets:
         if name in ctx.lets:
@@ -148,6 +141,15 @@ def _outcome(rule: Rule, ctx: EvalContext, silenced: Mapping[str, Any]) -> Outco
         if extra:
             action = " ".join([action, *extra])
     return applies, holds, severity, action
+
+
+def _untraced_outcome(rule: Rule, ctx: EvalContext, silenced: Mapping[str, Any]) -> Outcome:
+    """:func:`_outcome` with the context's tracing off (nothing recorded), then back as it was."""
+    traced, ctx.tracing = ctx.tracing, False
+    try:
+        return _outcome(rule, ctx, silenced)
+    finally:
+        ctx.tracing = traced
 
 
 def _verdict(rule: Rule, ctx: EvalContext, outcome: Outcome, fresh: str | None) -> Verdict:

@@ -69,7 +69,7 @@ async def _apply(conn: AsyncConnection, group: Sequence[Finding], settings: Sett
     key = (first.patient_id, first.category)
     for attempt in range(2):  # a second time only when another writer created the alert meanwhile
         if attempt:
-            known[key] = await _latest(conn, *key)
+            known[key] = (await _latest_of(conn, [key]))[key]
         decision = decide(known[key], group, now, horizon(settings))
         if not decision.events or decision.alert is None:
             return None
@@ -110,25 +110,18 @@ def horizon(settings: Settings) -> timedelta:
     return timedelta(days=settings.notify_horizon_days)
 
 
-async def _latest(conn: AsyncConnection, patient_id: str, category: str) -> Alert | None:
-    """The patient's newest alert of the category (active or resolved), locked for this transaction."""
-    row = await (await conn.execute(
-        f"SELECT {ALERT_ROW} FROM alerts WHERE patient_id = %s AND category = %s"
-        " ORDER BY alert_id DESC LIMIT 1 FOR UPDATE", (patient_id, category))).fetchone()
-    return None if row is None else alert_from_row(row)
-
-
 _LATEST_OF = (
     "SELECT " + ", ".join(f"a.{c.strip()}" for c in ALERT_ROW.split(",")) +
     " FROM unnest(%s::text[], %s::text[]) AS k (patient_id, category) CROSS JOIN LATERAL"
     " (SELECT alert_id FROM alerts WHERE patient_id = k.patient_id AND category = k.category"
     " ORDER BY alert_id DESC LIMIT 1) AS newest JOIN alerts AS a USING (alert_id)"
     " ORDER BY a.alert_id FOR UPDATE OF a").encode()
-"""`_latest` of many keys: each key's newest alert id from the index, the rows locked in id order."""
+"""Each key's newest alert (active or resolved): its id from the index, the rows locked in id order."""
 
 
 async def _latest_of(conn: AsyncConnection, keys: Sequence[Key]) -> dict[Key, Alert | None]:
-    """`_latest` of every key in one query (None: the key has no alert yet), the rows locked in id order."""
+    """The patient's newest alert of the category for every key, in one query (None: the key has no alert yet),
+    locked for this transaction in id order."""
     wanted = sorted(set(keys))
     if not wanted:
         return {}
@@ -201,7 +194,7 @@ _UPDATE = (
 async def _save(conn: AsyncConnection, decision: Decision, received_at: datetime | None,
                 finding_at: datetime | None) -> tuple[int, Alert, int] | None:
     """Write the decided alert and its audit rows in one statement: insert a new alert (None when another
-    writer created it first) or update it. Returns its id, the alert as stored (as `_latest` would read it
+    writer created it first) or update it. Returns its id, the alert as stored (as `_latest_of` would read it
     now) and the id of its last audit row."""
     alert = decision.alert
     assert alert is not None

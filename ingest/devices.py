@@ -3,6 +3,7 @@
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import LiteralString
 
 import psycopg
 
@@ -45,14 +46,11 @@ def authenticate(conn: psycopg.Connection, token: str) -> Device | None:
     return Device(*holder) if holder else None
 
 
-def rejected_bytes_today(conn: psycopg.Connection, device_id: str) -> int:
-    """Bytes of this device's rejected uploads archived since 00:00 UTC: what its daily quota counts."""
-    row = conn.execute(
-        "SELECT coalesce(sum(size_bytes), 0) FROM raw_uploads WHERE device_id = %s AND status = 'rejected'"
-        " AND received_at >= date_trunc('day', now(), 'UTC')",
-        (device_id,),
-    ).fetchone()
-    return int(row[0]) if row else 0
+REJECTED_BYTES_TODAY: LiteralString = (
+    "SELECT coalesce(sum(size_bytes), 0) AS bytes FROM raw_uploads WHERE device_id = %(device_id)s"
+    " AND status = 'rejected' AND received_at >= date_trunc('day', now(), 'UTC')")
+"""Bytes of a device's rejected uploads archived since 00:00 UTC: what its daily quota counts (the archive
+statement of `ingest.uploads` reads it as it inserts)."""
 
 
 class RecentDevices:

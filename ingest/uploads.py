@@ -28,7 +28,7 @@ from kafka.errors import KafkaError
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
-from ingest.devices import Device
+from ingest.devices import REJECTED_BYTES_TODAY, Device
 from ingest.limits import Limits, check_records
 from ingest.logsafe import device_text
 from ingest.parsers import ParseError, PatientMismatch, detect_format, parse_bytes_with_notes
@@ -299,12 +299,9 @@ _RETURNING = " ON CONFLICT DO NOTHING RETURNING upload_id"
 _INSERT_CLAIMED: LiteralString = (
     "WITH inserted AS (" + _INSERT + _RETURNING + ")"
     " SELECT (SELECT pg_try_advisory_lock(%(lock)s) FROM inserted), false")
-# The same, refused while the device's rejected bytes archived today reached its quota (the sum of
-# `devices.rejected_bytes_today`, in the same statement).
+# The same, refused while the device's rejected bytes archived today reached its quota, in the same statement.
 _INSERT_UNDER_QUOTA: LiteralString = (
-    "WITH rejected AS (SELECT coalesce(sum(size_bytes), 0) AS bytes FROM raw_uploads"
-    "  WHERE device_id = %(device_id)s AND status = 'rejected'"
-    "  AND received_at >= date_trunc('day', now(), 'UTC')),"
+    "WITH rejected AS (" + REJECTED_BYTES_TODAY + "),"
     " inserted AS (" + _INSERT + " FROM rejected WHERE rejected.bytes < %(quota)s" + _RETURNING + ")"
     " SELECT (SELECT pg_try_advisory_lock(%(lock)s) FROM inserted), (SELECT bytes >= %(quota)s FROM rejected)")
 
